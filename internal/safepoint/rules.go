@@ -1,0 +1,98 @@
+package safepoint
+
+import (
+	"fmt"
+
+	"github.com/preempttrace/preempttrace/internal/symtab"
+)
+
+// unsafePointRule is how a release reads PCDATA 0.
+type unsafePointRule uint8
+
+const (
+	// unsafeRegMap (1.14): index 0 is the register-map index; only -2 is
+	// unsafe, every other value (including map indexes ≥ 0) passes.
+	unsafeRegMap unsafePointRule = iota
+	// unsafeUnlessSafe (1.15–1.17): anything but -1 refuses, which also
+	// refuses the restart codes; the restart branch is unreachable.
+	unsafeUnlessSafe
+	// unsafeOnlyUnsafe (1.18+): only -2 refuses; restart codes are honoured.
+	unsafeOnlyUnsafe
+)
+
+// Values of PCDATA_UnsafePoint (abi.UnsafePoint*).
+const (
+	unsafePointSafe           = -1
+	unsafePointUnsafe         = -2
+	unsafePointRestart1       = -3
+	unsafePointRestart2       = -4
+	unsafePointRestartAtEntry = -5
+
+	// maxRestartSpan is how far back the runtime accepts a restart start PC
+	// before it throws "bad restart PC".
+	maxRestartSpan = 20
+)
+
+// Rules are the parts of isAsyncSafePoint that differ between Go releases.
+type Rules struct {
+	// Minor is N of the Go 1.N release the rules describe.
+	Minor int
+
+	unsafePoint unsafePointRule
+
+	// asmFlag: FuncFlagAsm marks assembly (1.18+); before, only the locals
+	// map (nil or runtime.no_pointers_stackmap) does.
+	asmFlag bool
+
+	// runtimePrefixes are the name prefixes of the innermost inlined function
+	// that refuse.
+	runtimePrefixes []string
+
+	// secret: the RuntimeSecret check is compiled in (1.26+ built with
+	// GOEXPERIMENT=runtimesecret).
+	secret bool
+}
+
+// RuntimePrefixes returns the name prefixes the release refuses.
+func (r *Rules) RuntimePrefixes() []string { return r.runtimePrefixes }
+
+var (
+	// prefixes114 is the name rule of Go 1.14–1.24.
+	prefixes114 = []string{"runtime.", "runtime/internal/", "reflect."}
+	// prefixes125 is the name rule from Go 1.25: runtime/internal/ moved to
+	// internal/runtime/ (issue 71591).
+	prefixes125 = []string{"runtime.", "internal/runtime/", "reflect."}
+)
+
+// ruleTable lists the rule changes by first release; a row holds until the
+// next one.
+var ruleTable = []struct {
+	first, last int
+	rules       Rules
+}{
+	{14, 14, Rules{unsafePoint: unsafeRegMap, runtimePrefixes: prefixes114}},
+	{15, 17, Rules{unsafePoint: unsafeUnlessSafe, runtimePrefixes: prefixes114}},
+	{18, 24, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes114}},
+	{25, 27, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes125}},
+}
+
+// secretExperiment is the GOEXPERIMENT that compiles in the RuntimeSecret check.
+const (
+	secretExperiment = "runtimesecret"
+	secretFirstMinor = 26
+)
+
+// For returns the rules of the release that built a binary.
+func For(v symtab.GoVersion) (*Rules, error) {
+	for _, row := range ruleTable {
+		if v.Minor < row.first || v.Minor > row.last {
+			continue
+		}
+		r := row.rules
+		r.Minor = v.Minor
+		r.secret = v.Minor >= secretFirstMinor && v.HasExperiment(secretExperiment)
+		return &r, nil
+	}
+	return nil, &symtab.UnsupportedError{What: "Go version", Found: v.Raw,
+		Supported: fmt.Sprintf("go1.%d through go1.%d", symtab.MinGoMinor, symtab.MaxGoMinor)}
+}
