@@ -22,9 +22,9 @@ const (
 // segment is one PT_LOAD program header: where its bytes sit in the file and
 // in the link-time address space.
 type segment struct {
-	vaddr, memsz  uint64
-	off, filesz   uint64
-	flags         elf.ProgFlag
+	vaddr, memsz uint64
+	off, filesz  uint64
+	flags        elf.ProgFlag
 }
 
 // image is an ELF file mapped into memory, with address translation.

@@ -45,11 +45,11 @@ type Func struct {
 	Args       int32
 	StartLine  int32 // line of the func keyword or TEXT directive; 0 before Go 1.20
 
-	index                 int
-	off                   uint64 // of the _func in the pclntab data
-	pcsp, pcfile, pcln    uint32
-	npcdata, nfuncdata    uint32
-	cuOffset              uint32
+	index              int
+	off                uint64 // of the _func in the pclntab data
+	pcsp, pcfile, pcln uint32
+	npcdata, nfuncdata uint32
+	cuOffset           uint32
 }
 
 // Index returns the function's position in the function table.

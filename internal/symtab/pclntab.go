@@ -8,15 +8,15 @@ import (
 // pclntab is a located pc/line table and its header fields. Offsets such as
 // funcnameOff are byte offsets into data.
 type pclntab struct {
-	data  []byte // from the header to the end of its section or segment
-	addr  uint64 // link-time address of the header
-	off   int64  // file offset of the header
-	magic pclntabMagic
+	data    []byte // from the header to the end of its section or segment
+	addr    uint64 // link-time address of the header
+	off     int64  // file offset of the header
+	magic   pclntabMagic
 	quantum uint32 // minLC: instruction size unit of pc deltas
 
-	nfunc      int
-	nfiles     int
-	textStart  uint64 // header word 3, 1.18–1.25 only
+	nfunc                                             int
+	nfiles                                            int
+	textStart                                         uint64 // header word 3, 1.18–1.25 only
 	funcnameOff, cuOff, filetabOff, pctabOff, pclnOff uint64
 
 	// functab: nfunc+1 entries of entrySize bytes each at pclnOff (the end

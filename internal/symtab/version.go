@@ -11,9 +11,9 @@ type VersionSource string
 
 // The places a Go version can come from, most trustworthy first.
 const (
-	VersionFromBuildInfo VersionSource = "buildinfo"         // .go.buildinfo, as `go version` reads it
+	VersionFromBuildInfo VersionSource = "buildinfo"            // .go.buildinfo, as `go version` reads it
 	VersionFromSymbol    VersionSource = "runtime.buildVersion" // the runtime's own string, via .symtab
-	VersionFromScan      VersionSource = "string-scan"       // a go1.N string found in read-only data
+	VersionFromScan      VersionSource = "string-scan"          // a go1.N string found in read-only data
 )
 
 // GoVersion is the toolchain release that built a binary.
