@@ -29,7 +29,7 @@ type File struct {
 	// noPointersStackmap is &runtime.no_pointers_stackmap (≤1.17), or 0.
 	noPointersStackmap uint64
 
-	funcs    []atomic.Pointer[Func]
+	funcs    []atomicFunc
 	nameOnce sync.Once
 	byName   map[string]int
 }
@@ -66,7 +66,7 @@ func newFile(img *image) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &File{img: img, tab: tab}
+	f := &File{img: img, tab: tab, funcs: make([]atomicFunc, tab.nfunc)}
 
 	f.version, err = readVersion(img, tab.magic)
 	if err != nil {
@@ -87,7 +87,6 @@ func newFile(img *image) (*File, error) {
 			return nil, err
 		}
 	}
-	f.funcs = make([]atomic.Pointer[Func], tab.nfunc)
 	return f, nil
 }
 
@@ -292,24 +291,31 @@ func (f *File) findModuledata() (uint64, error) {
 // a stackmap with n=2 entries of nbit=0 bits.
 var noPointersStackmapBytes = []byte{2, 0, 0, 0, 0, 0, 0, 0}
 
-// noPointersUser is an assembly function that every Go 1.14–1.17 binary links
-// (reflectcall dispatches to it) and that is declared NO_LOCAL_POINTERS, so its
-// locals funcdata is &runtime.no_pointers_stackmap even without symbols.
-const noPointersUser = "runtime.call16"
+// noPointersUsers are assembly functions declared NO_LOCAL_POINTERS, so their
+// locals funcdata is &runtime.no_pointers_stackmap even without symbols. Every
+// Go 1.14–1.17 binary links runtime.call32 (reflectcall dispatches to it, and
+// gopanic and cgocall call reflectcall); runtime.call16 joined it in 1.17.
+var noPointersUsers = []string{"runtime.call32", "runtime.call16"}
 
 func (f *File) findNoPointersStackmap() (uint64, error) {
-	fn, err := f.LookupFunc(noPointersUser)
-	if err != nil {
-		return 0, fmt.Errorf("locate runtime.no_pointers_stackmap: %w", err)
+	for _, name := range noPointersUsers {
+		fn, err := f.LookupFunc(name)
+		if err != nil {
+			continue
+		}
+		addr, ok := f.funcdata(fn, funcdataLocalsPointerMaps)
+		if !ok {
+			continue
+		}
+		if b := f.img.bytesAt(addr, 8); b == nil || !bytes.Equal(b, noPointersStackmapBytes) {
+			return 0, formatErr(f.img.fileOffset(addr),
+				"locals map of %s is not an empty stackmap", name)
+		}
+		return addr, nil
 	}
-	addr, ok := f.funcdata(fn, funcdataLocalsPointerMaps)
-	if !ok {
-		return 0, fmt.Errorf("locate runtime.no_pointers_stackmap: %s has no locals map: %w",
-			noPointersUser, ErrUnsupported)
-	}
-	if b := f.img.bytesAt(addr, 8); b == nil || !bytes.Equal(b, noPointersStackmapBytes) {
-		return 0, formatErr(f.img.fileOffset(addr),
-			"locals map of %s is not an empty stackmap", noPointersUser)
-	}
-	return addr, nil
+	return 0, fmt.Errorf("locate runtime.no_pointers_stackmap: none of %v has a locals map: %w",
+		noPointersUsers, ErrNotFound)
 }
+
+// atomicFunc caches one decoded function; Func fills it on first use.
+type atomicFunc = atomic.Pointer[Func]

@@ -29,6 +29,7 @@ type pclntab struct {
 // pclntab header size and limits used to reject garbage in a scan.
 const (
 	pclntabHeaderMin = 8 + 8*8
+	pclntabHeader116 = 8 + 7*8 // the smallest header with sub-table offsets
 	maxFuncs         = 1 << 24
 )
 
@@ -137,7 +138,7 @@ func (t *pclntab) check() error {
 	if t.magic != magic12 {
 		offs := []uint64{t.funcnameOff, t.cuOff, t.filetabOff, t.pctabOff, t.pclnOff}
 		for i, o := range offs {
-			if o < pclntabHeaderMin || o >= size || (i > 0 && o < offs[i-1]) {
+			if o < pclntabHeader116 || o >= size || (i > 0 && o < offs[i-1]) {
 				return formatErr(t.off, "sub-table offsets %v out of order or bounds", offs)
 			}
 		}
