@@ -30,6 +30,7 @@ type File struct {
 	noPointersStackmap uint64
 
 	funcs    []atomicFunc
+	lines    []atomic.Pointer[lineTables]
 	nameOnce sync.Once
 	byName   map[string]int
 }
@@ -66,7 +67,8 @@ func newFile(img *image) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f := &File{img: img, tab: tab, funcs: make([]atomicFunc, tab.nfunc)}
+	f := &File{img: img, tab: tab, funcs: make([]atomicFunc, tab.nfunc),
+		lines: make([]atomic.Pointer[lineTables], tab.nfunc)}
 
 	f.version, err = readVersion(img, tab.magic)
 	if err != nil {

@@ -3,6 +3,7 @@ package symtab
 import (
 	"debug/elf"
 	"os"
+	"sync/atomic"
 	"testing"
 )
 
@@ -79,6 +80,7 @@ func FuzzPclntab(f *testing.F) {
 			file := &File{img: img, tab: tab, lay: lay, text: 0x1000, gofunc: addr,
 				noPointersStackmap: addr + 8}
 			file.funcs = make([]atomicFunc, tab.nfunc)
+			file.lines = make([]atomic.Pointer[lineTables], tab.nfunc)
 			exercise(file)
 		}
 	})

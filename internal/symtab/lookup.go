@@ -85,11 +85,15 @@ func (f *File) inlinedCall(tree uint64, ix int32) (inlinedCall, error) {
 // position returns the innermost file:line at pc, as debug/gosym's PCToLine
 // and the runtime's funcline do.
 func (f *File) position(fn *Func, pc uint64) (string, int, error) {
-	fileno, _, err := f.PCValue(fn, TableFile, pc)
+	lt, err := f.lineTablesOf(fn)
 	if err != nil {
 		return "", 0, err
 	}
-	line, _, err := f.PCValue(fn, TableLine, pc)
+	fileno, err := packedValue(lt.file, fn, pc)
+	if err != nil {
+		return "", 0, err
+	}
+	line, err := packedValue(lt.line, fn, pc)
 	if err != nil {
 		return "", 0, err
 	}
@@ -180,3 +184,13 @@ func (f *File) Lookup(pc uint64) (*PCInfo, error) {
 
 // Innermost returns the innermost logical frame at the PC.
 func (p *PCInfo) Innermost() Frame { return p.Frames[0] }
+
+// PCToLine returns the function and innermost file:line at pc: the answer of
+// debug/gosym's Table.PCToLine, without the inline and funcdata work of Lookup.
+func (f *File) PCToLine(pc uint64) (file string, line int, fn *Func, err error) {
+	if fn, err = f.FuncAt(pc); err != nil {
+		return "", 0, nil, err
+	}
+	file, line, err = f.position(fn, pc)
+	return file, line, fn, err
+}
