@@ -76,7 +76,7 @@ func openImage(path string) (*image, error) {
 func newImage(data []byte) (*image, error) {
 	ef, err := elf.NewFile(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf("read ELF: %w", err)
+		return nil, fmt.Errorf("not a readable ELF file: %w", err)
 	}
 	if ef.Class != elf.ELFCLASS64 || ef.Data != elf.ELFDATA2LSB {
 		return nil, &UnsupportedError{What: "ELF class", Found: ef.Class.String() + " " +

@@ -29,8 +29,12 @@ type File struct {
 	// noPointersStackmap is &runtime.no_pointers_stackmap (≤1.17), or 0.
 	noPointersStackmap uint64
 
-	funcs    []atomicFunc
-	lines    []atomic.Pointer[lineTables]
+	funcs []atomicFunc
+	lines []atomic.Pointer[lineTables]
+	// buckets index the function table by text address; see funcIndex.
+	bucketOnce sync.Once
+	buckets    []uint32
+
 	nameOnce sync.Once
 	byName   map[string]int
 }

@@ -61,18 +61,64 @@ func (fn *Func) Size() uint64 { return fn.End - fn.Entry }
 // FuncAt returns the function containing pc, or an error matching ErrNotFound
 // when pc is outside every function, as the runtime's findfunc would fail.
 func (f *File) FuncAt(pc uint64) (*Func, error) {
-	lo, hi := f.TextRange()
-	if pc < lo || pc >= hi {
-		return nil, fmt.Errorf("pc %#x outside Go text [%#x, %#x): %w", pc, lo, hi, ErrNotFound)
-	}
-
-	// The first entry whose start is beyond pc is one past the answer.
-	n := f.tab.nfunc
-	i := sort.Search(n, func(i int) bool { return f.entryPC(f.tab.rawEntry(i)) > pc }) - 1
-	if i < 0 {
-		return nil, fmt.Errorf("pc %#x before the first function: %w", pc, ErrNotFound)
+	i, err := f.funcIndex(pc)
+	if err != nil {
+		return nil, err
 	}
 	return f.Func(i)
+}
+
+// funcBucketShift sets the text bytes one bucket of the PC index covers (1 KiB:
+// a handful of functions, so the search inside a bucket stays in one cache line
+// or two of the function table).
+const funcBucketShift = 10
+
+// maxFuncBuckets caps the index at 1 GiB of text, far above any real binary,
+// so a corrupt table cannot make it allocate without bound.
+const maxFuncBuckets = 1 << 20
+
+// funcIndex returns the index of the function holding pc. Like the runtime's
+// findfunctab it first maps pc to a bucket that names the first candidate
+// function, then searches only the few entries the bucket spans.
+func (f *File) funcIndex(pc uint64) (int, error) {
+	lo, hi := f.TextRange()
+	if pc < lo || pc >= hi {
+		return 0, fmt.Errorf("pc %#x outside Go text [%#x, %#x): %w", pc, lo, hi, ErrNotFound)
+	}
+	f.bucketOnce.Do(f.buildBuckets)
+
+	first, last := 0, f.tab.nfunc-1
+	if b := (pc - lo) >> funcBucketShift; f.buckets != nil {
+		first, last = int(f.buckets[b]), int(f.buckets[b+1])
+	}
+	// The answer is the last function starting at or before pc.
+	n := sort.Search(last-first+1, func(k int) bool {
+		return f.entryPC(f.tab.rawEntry(first+k)) > pc
+	})
+	i := first + n - 1
+	if i < 0 {
+		return 0, fmt.Errorf("pc %#x before the first function: %w", pc, ErrNotFound)
+	}
+	return i, nil
+}
+
+// buildBuckets records, for each bucket of text, the function holding its
+// first byte; one pass over the function table.
+func (f *File) buildBuckets() {
+	lo, hi := f.TextRange()
+	if (hi-lo)>>funcBucketShift > maxFuncBuckets {
+		return // implausible text size: funcIndex searches the whole table
+	}
+	nb := int((hi-lo)>>funcBucketShift) + 2
+	f.buckets = make([]uint32, nb)
+	i := 0
+	for b := range f.buckets {
+		start := lo + uint64(b)<<funcBucketShift
+		for i+1 < f.tab.nfunc && f.entryPC(f.tab.rawEntry(i+1)) <= start {
+			i++
+		}
+		f.buckets[b] = uint32(i)
+	}
 }
 
 // Func returns function i of the function table, decoding it once.

@@ -18,7 +18,17 @@ type packedRun struct {
 // runs and binary-searches them. Memory is bounded by the tables themselves
 // (8 bytes per run) and is only spent on functions actually asked about.
 type lineTables struct {
-	file, line []packedRun
+	// runs merge pcfile and pcln, so one search answers both.
+	runs []lineRun
+	// files holds the names the runs refer to, so a lookup allocates nothing.
+	files []string
+}
+
+// lineRun says that up to entry+end the code is at files[file]:line.
+type lineRun struct {
+	end  uint32
+	line int32
+	file uint32
 }
 
 func (f *File) decodePacked(fn *Func, tb Table) ([]packedRun, error) {
@@ -52,16 +62,38 @@ func (f *File) lineTablesOf(fn *Func) (*lineTables, error) {
 	if err != nil {
 		return nil, err
 	}
-	lt := &lineTables{file: file, line: line}
+	lt := &lineTables{}
+	names := map[int32]uint32{}
+	for i, j := 0, 0; i < len(file) && j < len(line); {
+		fileIdx, ok := names[file[i].val]
+		if !ok {
+			name, ok := f.tab.fileName(fn.cuOffset, file[i].val)
+			if !ok {
+				name = "?"
+			}
+			fileIdx = uint32(len(lt.files))
+			lt.files = append(lt.files, name)
+			names[file[i].val] = fileIdx
+		}
+		end := min(file[i].end, line[j].end)
+		lt.runs = append(lt.runs, lineRun{end: end, line: line[j].val, file: fileIdx})
+		if file[i].end == end {
+			i++
+		}
+		if line[j].end == end {
+			j++
+		}
+	}
 	f.lines[fn.index].Store(lt)
 	return lt, nil
 }
 
-func packedValue(runs []packedRun, fn *Func, pc uint64) (int32, error) {
+// at returns the run holding pc.
+func (lt *lineTables) at(fn *Func, pc uint64) (*lineRun, error) {
 	off := uint32(pc - fn.Entry)
-	i := sort.Search(len(runs), func(i int) bool { return runs[i].end > off })
-	if i == len(runs) {
-		return -1, fmt.Errorf("%s+%#x: %w", fn.Name, off, ErrPadding)
+	i := sort.Search(len(lt.runs), func(i int) bool { return lt.runs[i].end > off })
+	if i == len(lt.runs) {
+		return nil, fmt.Errorf("%s+%#x: %w", fn.Name, off, ErrPadding)
 	}
-	return runs[i].val, nil
+	return &lt.runs[i], nil
 }

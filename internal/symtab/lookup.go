@@ -89,19 +89,11 @@ func (f *File) position(fn *Func, pc uint64) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	fileno, err := packedValue(lt.file, fn, pc)
+	r, err := lt.at(fn, pc)
 	if err != nil {
 		return "", 0, err
 	}
-	line, err := packedValue(lt.line, fn, pc)
-	if err != nil {
-		return "", 0, err
-	}
-	file, ok := f.tab.fileName(fn.cuOffset, fileno)
-	if !ok {
-		file = "?"
-	}
-	return file, int(line), nil
+	return lt.files[r.file], int(r.line), nil
 }
 
 // InnermostFunc returns the name of the innermost inlined function at pc, or
