@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"os"
 
 	"github.com/preempttrace/preempttrace/internal/safepoint"
 	"github.com/preempttrace/preempttrace/internal/symtab"
@@ -57,8 +56,6 @@ func userMessage(err error) string {
 		return fmt.Sprintf("%v (preempttrace reads programs built by the Go toolchain)", err)
 	case errors.As(err, &ue):
 		return err.Error()
-	case errors.Is(err, os.ErrNotExist):
-		return fmt.Sprintf("%v: no such file", err)
 	}
 	return err.Error()
 }

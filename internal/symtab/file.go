@@ -325,3 +325,16 @@ func (f *File) findNoPointersStackmap() (uint64, error) {
 
 // atomicFunc caches one decoded function; Func fills it on first use.
 type atomicFunc = atomic.Pointer[Func]
+
+// FileOffset returns the file offset that holds the link-time address addr,
+// which is how uprobes name an instruction; ok is false for an address without
+// file bytes.
+func (f *File) FileOffset(addr uint64) (uint64, bool) {
+	off := f.img.fileOffset(addr)
+	return uint64(off), off >= 0
+}
+
+// Bytes returns n bytes of the file at the link-time address addr (machine
+// code, for example), or nil when they are not all in one loadable segment.
+// The slice aliases the mapping and must not be modified or kept after Close.
+func (f *File) Bytes(addr, n uint64) []byte { return f.img.bytesAt(addr, n) }
