@@ -45,6 +45,9 @@ func Explain(f *symtab.File, rules *safepoint.Rules, target string, bias uint64)
 	return e, nil
 }
 
+// errNoTarget is returned for a target string that names nothing.
+var errNoTarget = errors.New("target must be 0xADDR, FUNC or FUNC+0xOFF")
+
 func resolve(f *symtab.File, target string, bias uint64) (uint64, error) {
 	if strings.HasPrefix(target, "0x") || strings.HasPrefix(target, "0X") {
 		addr, err := strconv.ParseUint(target[2:], 16, 64)

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -175,6 +174,3 @@ func mergeRuns(ups, inls []symtab.Run, limit uint64,
 	}
 	return pc
 }
-
-// errNoTarget is returned for a target string that names nothing.
-var errNoTarget = errors.New("target must be 0xADDR, FUNC or FUNC+0xOFF")

@@ -1,0 +1,98 @@
+package safepoint
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/symtab"
+)
+
+// runtimeSource returns the body of runtime.isAsyncSafePoint in the source
+// tree of tc.
+func runtimeSource(t *testing.T, tc fixture.Toolchain) string {
+	t.Helper()
+	cmd := exec.Command(tc.GoCmd, "env", "GOROOT")
+	cmd.Env = append(os.Environ(), tc.Env...)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s env GOROOT: %v", tc, err)
+	}
+	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src/runtime/preempt.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(src)
+	start := strings.Index(s, "\nfunc isAsyncSafePoint(")
+	if start < 0 {
+		t.Fatalf("%s: no isAsyncSafePoint", tc)
+	}
+	end := strings.Index(s[start:], "\n}\n")
+	return s[start : start+end]
+}
+
+var prefixCall = regexp.MustCompile(`[hH]asPrefix\(name, "([^"]+)"\)`)
+
+// TestRulesMatchRuntimeSource reads isAsyncSafePoint in the source of every
+// installed toolchain and checks the rule table against it: the name
+// prefixes, the unsafe-point comparison, the ASM flag, the secret check, and
+// the order of the checks that Classify keeps. Releases known only from
+// registry binaries (no source here) are covered by the table alone.
+func TestRulesMatchRuntimeSource(t *testing.T) {
+	for _, tc := range fixture.Toolchains(t) {
+		t.Run(tc.Name, func(t *testing.T) {
+			body := runtimeSource(t, tc)
+			v, err := symtab.ParseGoVersion(tc.Version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := For(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			var prefixes []string
+			for _, m := range prefixCall.FindAllStringSubmatch(body, -1) {
+				prefixes = append(prefixes, m[1])
+			}
+			if !slices.Equal(prefixes, r.runtimePrefixes) {
+				t.Errorf("source prefixes %q, table %q", prefixes, r.runtimePrefixes)
+			}
+
+			onlyUnsafe := regexp.MustCompile(`up == (abi\.UnsafePointUnsafe|_PCDATA_UnsafePointUnsafe)`)
+			unlessSafe := regexp.MustCompile(`up != (abi\.UnsafePointSafe|_PCDATA_UnsafePointSafe)`)
+			switch {
+			case onlyUnsafe.MatchString(body) && r.unsafePoint != unsafeOnlyUnsafe,
+				unlessSafe.MatchString(body) && r.unsafePoint != unsafeUnlessSafe:
+				t.Errorf("unsafe-point rule %d disagrees with the source", r.unsafePoint)
+			}
+
+			hasAsmFlag := strings.Contains(body, "FuncFlagAsm") || strings.Contains(body, "funcFlag_ASM")
+			if hasAsmFlag != r.asmFlag {
+				t.Errorf("source checks the ASM flag: %v, table: %v", hasAsmFlag, r.asmFlag)
+			}
+			if hasSecret := strings.Contains(body, "RuntimeSecret"); hasSecret != (tc.Minor >= secretFirstMinor) {
+				t.Errorf("source has the secret check: %v at go1.%d", hasSecret, tc.Minor)
+			}
+
+			// The checks appear in the order Classify applies them.
+			markers := []string{"mp.curg != gp", "canPreemptM", "asyncPreemptStack", "findfunc(pc)",
+				"UnsafePoint", "LocalsPointerMaps", "asPrefix(name"}
+			last := -1
+			for _, m := range markers {
+				i := strings.Index(body, m)
+				if i < 0 {
+					t.Errorf("%q not in the source", m)
+				} else if i < last {
+					t.Errorf("%q is out of order in the source", m)
+				}
+				last = i
+			}
+		})
+	}
+}
