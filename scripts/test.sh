@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# test.sh runs every check of the project: formatting, vet, the unit, fixture
+# and end-to-end tests, a short run of each fuzz target, and each benchmark
+# once. It is the README's test command and what CI runs.
+#
+# Fixture tests build small programs with every installed Go toolchain and use
+# the real binaries fetched from npm packages; scripts/install-toolchains.sh
+# and scripts/fetch-registry-binaries.sh provide them. Without them those
+# tests log what is missing, unless PREEMPTTRACE_E2E=1 makes that a failure.
+#
+# Environment: FUZZTIME (default 15s per fuzz target).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fuzztime=${FUZZTIME:-15s}
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go'))
+if [[ -n $unformatted ]]; then
+	echo "gofmt would change:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+step "go vet"
+go vet ./...
+
+step "go test"
+go test -count=1 -timeout 40m ./...
+
+step "fuzz ($fuzztime per target)"
+for pkg in ./internal/symtab ./internal/safepoint; do
+	for target in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
+		echo "$pkg $target"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg"
+	done
+done
+
+step "benchmarks (each once)"
+go test -run '^$' -bench . -benchtime 1x ./...
