@@ -78,7 +78,7 @@ func newFile(img *image) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.lay, err = layoutFor(f.version.Minor, tab.magic)
+	f.lay, err = layoutFor(f.version, tab.magic)
 	if err != nil {
 		return nil, err
 	}

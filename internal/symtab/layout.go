@@ -143,13 +143,17 @@ var layouts = []layout{
 		knownFlags: allFlags, mdText: 176, mdGofunc: 344},
 }
 
-// layoutFor returns the layout of Go 1.minor and checks that the table's magic
+// layoutFor returns the layout of release v and checks that the table's magic
 // agrees with it.
-func layoutFor(minor int, magic pclntabMagic) (*layout, error) {
+func layoutFor(v GoVersion, magic pclntabMagic) (*layout, error) {
+	minor := v.Minor
+	if v.Raw == "" {
+		v.Raw = fmt.Sprintf("go1.%d", minor)
+	}
 	if minor < MinGoMinor {
 		return nil, &UnsupportedError{
 			What:      "Go version",
-			Found:     fmt.Sprintf("go1.%d", minor),
+			Found:     v.Raw,
 			Supported: supportedRange() + "; asynchronous preemption starts in Go 1.14",
 		}
 	}
@@ -159,14 +163,14 @@ func layoutFor(minor int, magic pclntabMagic) (*layout, error) {
 			continue
 		}
 		if l.magic != magic {
-			return nil, fmt.Errorf("go1.%d binary has pclntab magic %v, want %v: %w",
-				minor, magic, l.magic, ErrUnsupported)
+			return nil, fmt.Errorf("%s binary has pclntab magic %v, want %v: %w",
+				v.Raw, magic, l.magic, ErrUnsupported)
 		}
 		return l, nil
 	}
 	return nil, &UnsupportedError{
 		What:      "Go version",
-		Found:     fmt.Sprintf("go1.%d", minor),
+		Found:     v.Raw,
 		Supported: supportedRange(),
 	}
 }

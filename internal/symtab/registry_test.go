@@ -26,6 +26,10 @@ func TestRegistryBinaries(t *testing.T) {
 	for _, b := range fixture.Registry(t) {
 		t.Run(b.ID, func(t *testing.T) {
 			t.Parallel()
+			if strings.HasPrefix(b.ID, "go1.13-") {
+				checkRefusedAsTooOld(t, b.Path)
+				return
+			}
 			f := openFixture(t, b.Path)
 
 			v := f.Version()
@@ -94,5 +98,20 @@ func decodeAll(t *testing.T, f *symtab.File) {
 				}
 			}
 		}
+	}
+}
+
+// checkRefusedAsTooOld: a binary built before async preemption existed is
+// refused with an error that names its release and where support starts.
+func checkRefusedAsTooOld(t *testing.T, path string) {
+	t.Helper()
+	f, err := symtab.Open(path)
+	if err == nil {
+		f.Close()
+		t.Fatal("a Go 1.13 binary was accepted")
+	}
+	if !errors.Is(err, symtab.ErrUnsupported) || !strings.Contains(err.Error(), "go1.13.8") ||
+		!strings.Contains(err.Error(), "Go 1.14") {
+		t.Errorf("error %q does not name go1.13.8 and Go 1.14 as ErrUnsupported", err)
 	}
 }

@@ -123,7 +123,7 @@ func TestLayoutMatchesRuntimeSource(t *testing.T) {
 			if tc.Minor < 20 {
 				magic = magic118
 			}
-			l, err := layoutFor(tc.Minor, magic)
+			l, err := layoutFor(GoVersion{Minor: tc.Minor}, magic)
 			if err != nil {
 				t.Fatal(err)
 			}

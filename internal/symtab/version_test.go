@@ -51,18 +51,18 @@ func TestLayoutFor(t *testing.T) {
 				magic = m
 			}
 		}
-		if _, err := layoutFor(minor, magic); err != nil {
+		if _, err := layoutFor(GoVersion{Minor: minor}, magic); err != nil {
 			t.Errorf("go1.%d: %v", minor, err)
 		}
 	}
 
-	if _, err := layoutFor(13, magic12); err == nil {
+	if _, err := layoutFor(GoVersion{Minor: 13}, magic12); err == nil {
 		t.Error("go1.13 accepted")
 	}
-	if _, err := layoutFor(MaxGoMinor+1, magic120); err == nil {
+	if _, err := layoutFor(GoVersion{Minor: MaxGoMinor + 1}, magic120); err == nil {
 		t.Errorf("go1.%d accepted", MaxGoMinor+1)
 	}
-	if _, err := layoutFor(22, magic116); err == nil {
+	if _, err := layoutFor(GoVersion{Minor: 22}, magic116); err == nil {
 		t.Error("go1.22 with the 1.16 magic accepted")
 	}
 }
