@@ -2,6 +2,7 @@ package symtab_test
 
 import (
 	"errors"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -185,5 +186,27 @@ func checkAgainstListing(t *testing.T, f *symtab.File, funcs map[string]fixture.
 	}
 	if checked == 0 {
 		t.Error("no instruction of package main checked against the listing")
+	}
+}
+
+// TestExperimentVersion: a non-default GOEXPERIMENT is kept in the version as
+// `go version` reports it, because it can change runtime struct layouts.
+func TestExperimentVersion(t *testing.T) {
+	tc := fixture.Current(t)
+	path := fixture.Build(t, tc, "spin", fixture.Experiment)
+	f := openFixture(t, path)
+
+	out, err := exec.Command("go", "version", path).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimSpace(strings.SplitN(string(out), ": ", 2)[1]); f.Version().Raw != want {
+		t.Errorf("version %q, go version says %q", f.Version().Raw, want)
+	}
+	if !f.Version().HasExperiment(fixture.ExperimentName) {
+		t.Errorf("experiments %q lack %s", f.Version().Experiments, fixture.ExperimentName)
+	}
+	if _, err := f.LookupFunc("main.plainSpin"); err != nil {
+		t.Error(err)
 	}
 }
