@@ -18,17 +18,15 @@ type packedRun struct {
 // runs and binary-searches them. Memory is bounded by the tables themselves
 // (8 bytes per run) and is only spent on functions actually asked about.
 type lineTables struct {
-	// runs merge pcfile and pcln, so one search answers both.
-	runs []lineRun
+	// ends[i] is the end (offset from the entry) of run i, which merges
+	// pcfile and pcln so one search answers both. The search touches only
+	// ends, kept apart from the values so that more of it shares cache lines.
+	ends []uint32
+	// lines[i] and files[fileIdx[i]] are the position during run i.
+	lines   []int32
+	fileIdx []uint32
 	// files holds the names the runs refer to, so a lookup allocates nothing.
 	files []string
-}
-
-// lineRun says that up to entry+end the code is at files[file]:line.
-type lineRun struct {
-	end  uint32
-	line int32
-	file uint32
 }
 
 func (f *File) decodePacked(fn *Func, tb Table) ([]packedRun, error) {
@@ -76,7 +74,9 @@ func (f *File) lineTablesOf(fn *Func) (*lineTables, error) {
 			names[file[i].val] = fileIdx
 		}
 		end := min(file[i].end, line[j].end)
-		lt.runs = append(lt.runs, lineRun{end: end, line: line[j].val, file: fileIdx})
+		lt.ends = append(lt.ends, end)
+		lt.lines = append(lt.lines, line[j].val)
+		lt.fileIdx = append(lt.fileIdx, fileIdx)
 		if file[i].end == end {
 			i++
 		}
@@ -88,12 +88,12 @@ func (f *File) lineTablesOf(fn *Func) (*lineTables, error) {
 	return lt, nil
 }
 
-// at returns the run holding pc.
-func (lt *lineTables) at(fn *Func, pc uint64) (*lineRun, error) {
+// at returns the file and line at pc.
+func (lt *lineTables) at(fn *Func, pc uint64) (string, int32, error) {
 	off := uint32(pc - fn.Entry)
-	i := sort.Search(len(lt.runs), func(i int) bool { return lt.runs[i].end > off })
-	if i == len(lt.runs) {
-		return nil, fmt.Errorf("%s+%#x: %w", fn.Name, off, ErrPadding)
+	i := sort.Search(len(lt.ends), func(i int) bool { return lt.ends[i] > off })
+	if i == len(lt.ends) {
+		return "", 0, fmt.Errorf("%s+%#x: %w", fn.Name, off, ErrPadding)
 	}
-	return &lt.runs[i], nil
+	return lt.files[lt.fileIdx[i]], lt.lines[i], nil
 }

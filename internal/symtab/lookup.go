@@ -89,11 +89,8 @@ func (f *File) position(fn *Func, pc uint64) (string, int, error) {
 	if err != nil {
 		return "", 0, err
 	}
-	r, err := lt.at(fn, pc)
-	if err != nil {
-		return "", 0, err
-	}
-	return lt.files[r.file], int(r.line), nil
+	file, line, err := lt.at(fn, pc)
+	return file, int(line), err
 }
 
 // InnermostFunc returns the name of the innermost inlined function at pc, or
