@@ -1,0 +1,93 @@
+package trace_test
+
+import (
+	"testing"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/safepoint"
+	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/trace"
+)
+
+// loopPC returns a PC inside fn past its prologue where the PC rules give want.
+func loopPC(t *testing.T, f *symtab.File, rules *safepoint.Rules, name string,
+	want safepoint.Reason) uint64 {
+	t.Helper()
+	fn, err := f.LookupFunc(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for pc := fn.End - 1; pc > fn.Entry; pc-- {
+		info, err := f.Lookup(pc)
+		if err != nil {
+			continue
+		}
+		if safepoint.Classify(rules, safepoint.FromInfo(info), safepoint.State{}).Reason == want {
+			return pc
+		}
+	}
+	t.Fatalf("no %s pc in %s", want, name)
+	return 0
+}
+
+func TestDecode(t *testing.T) {
+	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bias = 0x10000
+	d := trace.NewDecoder(f, rules, bias)
+	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint) + bias
+	plain := loopPC(t, f, rules, "main.plainSpin", safepoint.Safe) + bias
+
+	tests := []struct {
+		name     string
+		a        trace.Attempt
+		reason   safepoint.Reason
+		mismatch bool
+		refused  bool
+	}{
+		{"refused as predicted", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeRefused},
+			safepoint.UnsafePoint, false, true},
+		{"accepted as predicted", trace.Attempt{PC: plain, Runtime: trace.RuntimeAccepted,
+			ResumePC: plain}, safepoint.Safe, false, false},
+		{"refused by unseen state", trace.Attempt{PC: plain, Runtime: trace.RuntimeRefused},
+			safepoint.Unknown, false, true},
+		{"accepted against the rules", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeAccepted,
+			ResumePC: nosplit}, safepoint.UnsafePoint, true, false},
+		{"wrong resume pc", trace.Attempt{PC: plain, Runtime: trace.RuntimeAccepted,
+			ResumePC: plain + 1}, safepoint.Safe, true, false},
+		{"not wanted", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeNotWanted},
+			safepoint.NotWanted, false, true},
+		{"outside Go", trace.Attempt{PC: 0x10, Runtime: trace.RuntimeRefused},
+			safepoint.NotGoCode, false, true},
+		{"runtime unseen", trace.Attempt{PC: nosplit}, safepoint.UnsafePoint, false, true},
+	}
+	var sum trace.Summary
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := d.Decode(tt.a)
+			if r.Reason != tt.reason || r.Mismatch != tt.mismatch || r.Refused() != tt.refused {
+				t.Errorf("reason %s mismatch %v (%s) refused %v; want %s %v %v", r.Reason,
+					r.Mismatch, r.Why, r.Refused(), tt.reason, tt.mismatch, tt.refused)
+			}
+			if r.Info != nil && r.Info.PC != tt.a.PC-bias {
+				t.Errorf("decoded pc %#x", r.Info.PC)
+			}
+			sum.Add(&r)
+		})
+	}
+
+	if sum.Events != uint64(len(tests)) || sum.Mismatches != 2 || sum.NotWanted != 1 {
+		t.Errorf("summary %+v", sum)
+	}
+	top := sum.Top(1)
+	if len(top) != 1 || top[0].Func != "main.nosplitSpin" || top[0].Reason != safepoint.UnsafePoint {
+		t.Errorf("top %+v", top)
+	}
+}
