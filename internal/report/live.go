@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/preempttrace/preempttrace/internal/safepoint"
@@ -21,17 +22,17 @@ func LiveText(w io.Writer, r *trace.Record) error {
 	}
 	where, pos := fmt.Sprintf("%#x", r.PC), "-"
 	if r.Info != nil {
-		where = fmt.Sprintf("%s+%#x", r.Info.Func.Name, r.Info.PC-r.Info.Func.Entry)
+		where = fmt.Sprintf("%s+%#x", ShortName(r.Info.Func.Name), r.Info.PC-r.Info.Func.Entry)
 		pos = fmt.Sprintf("%s:%d", filepath.Base(r.Info.File), r.Info.Line)
 		if len(r.Info.Frames) > 1 {
-			where += " (in " + r.Info.Frames[0].Func + ")"
+			where += " (in " + ShortName(r.Info.Frames[0].Func) + ")"
 		}
 	}
 	verdict := r.Reason.String()
 	if !r.Refused() {
 		verdict = "accepted"
 	}
-	line := fmt.Sprintf("%s tid %-7d g %-6s %-48s %-24s %s", r.Time.Format("15:04:05.000000"),
+	line := fmt.Sprintf("%s tid %-7d g %-6s %-40s %-22s %s", r.Time.Format("15:04:05.000000"),
 		r.TID, g, where, pos, verdict)
 	if r.Mismatch {
 		line += "  MISMATCH: " + r.Why
@@ -152,7 +153,11 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 	if top := s.Top(summaryTop); len(top) > 0 {
 		fmt.Fprintln(w, "\nTop refusing functions:")
 		for _, fc := range top {
-			fmt.Fprintf(w, "  %8d  %-22s %s\n", fc.Count, fc.Reason, fc.Func)
+			name := fc.Func
+			if name == "?" {
+				name = "(outside Go code)"
+			}
+			fmt.Fprintf(w, "  %8d  %-22s %s\n", fc.Count, fc.Reason, name)
 		}
 	}
 	for _, m := range s.MismatchList {
@@ -162,4 +167,15 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 		fmt.Fprintf(w, "… %d more mismatches\n", s.Mismatches-uint64(len(s.MismatchList)))
 	}
 	return nil
+}
+
+// ShortName drops the import path before a function's package name, which
+// text output has no room for: "github.com/x/y/internal/w.f" becomes "w.f".
+func ShortName(name string) string {
+	// Type arguments of generic functions may hold paths of their own.
+	head := name
+	if i := strings.IndexByte(name, '['); i >= 0 {
+		head = name[:i]
+	}
+	return name[strings.LastIndex(head, "/")+1:]
 }
