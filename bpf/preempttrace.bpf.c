@@ -1,0 +1,269 @@
+//go:build ignore
+// SPDX-License-Identifier: (GPL-2.0-only OR MIT)
+
+/*
+ * Uprobes on the Go runtime's asynchronous-preemption signal path (runtime/signal_unix.go):
+ *
+ *	sighandler(sig, info, ctxt, gp)
+ *	  doSigPreempt(gp, c)              <- preempttrace_sigpreempt: gp, pc, sp, fp, goid
+ *	    if wantAsyncPreempt(gp) {
+ *	      ok, newpc := isAsyncSafePoint(gp, pc, sp, lr)
+ *	                                   <- preempttrace_verdict: ok and newpc
+ *	    }
+ *	  (doSigPreempt has returned)      <- preempttrace_handled: a request without verdict
+ *
+ * Each probe sits on an instruction the kernel emulates near that point; the loader chooses it
+ * (internal/probe/placement.go). A request is kept per thread in the inflight map from the
+ * first probe to the second or the third, so each SIGURG gives one event with the interrupted
+ * PC, the runtime's verdict and the resume PC. The programs only read the target's memory.
+ */
+
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "goabi.h"
+#include "preempttrace.h"
+
+char __license[] SEC("license") = "Dual MIT/GPL";
+
+/* Set by the loader before loading. */
+
+/* The target's thread group id, in the tracer's PID namespace. */
+volatile const __u32 cfg_tgid = 0;
+
+/* Non-zero when the tracer is not in the initial PID namespace: compare ids in its own one. */
+volatile const __u8 cfg_use_pidns = 0;
+volatile const __u64 cfg_pidns_dev = 0;
+volatile const __u64 cfg_pidns_ino = 0;
+
+/* Byte offset of g.goid, or negative when unknown (no DWARF): goid is then never read. */
+volatile const __s64 cfg_goid_offset = -1;
+
+/*
+ * Wake the reader only once this many bytes wait in the ring; it polls for fewer. A wakeup per
+ * event would cost the target more than the probes themselves (BenchmarkSIGURG).
+ */
+volatile const __u64 cfg_wakeup_bytes = RINGBUF_BYTES / 8;
+
+/* Which of the later probes are attached; without them events are completed differently. */
+volatile const __u8 cfg_have_verdict = 0;
+volatile const __u8 cfg_have_handled = 0;
+
+/*
+ * Written by the loader at run time: non-zero from when every probe is attached until Stop.
+ * Outside that window no request is started, and a verdict without its entry is expected (the
+ * entry probe is attached last and detached first), so it is not counted as a loss.
+ */
+volatile __u8 tracing = 0;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, RINGBUF_BYTES);
+} events SEC(".maps");
+
+/* Requests between doSigPreempt entry and their verdict, by thread id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct event);
+} inflight SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Force BTF for the types Go generates, which no map or program mentions by value. */
+const enum verdict *unused_verdict __attribute__((unused));
+const enum event_flag *unused_event_flag __attribute__((unused));
+const enum counter *unused_counter __attribute__((unused));
+
+static __always_inline void
+count(__u32 which)
+{
+	__u64 *n = bpf_map_lookup_elem(&counters, &which);
+
+	if (n)
+		*n += 1;
+}
+
+/*
+ * current_ids returns the calling thread's ids in the tracer's PID namespace, and false for a
+ * thread outside the target.
+ */
+static __always_inline bool
+current_ids(__u32 *tgid, __u32 *tid)
+{
+	if (cfg_use_pidns) {
+		struct bpf_pidns_info ns = {};
+
+		if (bpf_get_ns_current_pid_tgid(cfg_pidns_dev, cfg_pidns_ino, &ns, sizeof(ns)))
+			return false;
+		*tgid = ns.tgid;
+		*tid = ns.pid;
+	} else {
+		__u64 id = bpf_get_current_pid_tgid();
+
+		*tgid = id >> 32;
+		*tid = (__u32)id;
+	}
+	return *tgid == cfg_tgid;
+}
+
+/* submit sends a completed copy of req to user space, or counts it as lost. */
+static __always_inline void
+submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u8 flags, __u64 now)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	__u64 wakeup;
+
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+
+	__builtin_memcpy(e, req, sizeof(*e));
+	e->verdict = verdict;
+	e->resume_pc = resume_pc;
+	e->flags |= flags;
+	e->verdict_ns = now;
+
+	wakeup = BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		wakeup = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, wakeup);
+}
+
+/*
+ * read_request fills what doSigPreempt's arguments tell: the interrupted registers from the
+ * ucontext, the signal's origin from the siginfo, and the goroutine id from gp.
+ */
+static __always_inline void
+read_request(struct event *e, __u64 gp, __u64 sigctxt)
+{
+	struct go_sigctxt c;
+	__u64 regs[(UCTX_REGS_END - UCTX_REGS_OFF) / 8];
+	struct go_siginfo_head si;
+
+	e->gp = gp;
+	if (bpf_probe_read_user(&c, sizeof(c), (const void *)sigctxt))
+		return;
+
+	if (!bpf_probe_read_user(regs, sizeof(regs), (const void *)(c.ctxt + UCTX_REGS_OFF))) {
+		e->fp = regs[(UCTX_FP_OFF - UCTX_REGS_OFF) / 8];
+		e->sp = regs[(UCTX_SP_OFF - UCTX_REGS_OFF) / 8];
+		e->pc = regs[(UCTX_PC_OFF - UCTX_REGS_OFF) / 8];
+		e->flags |= EVENT_REGS;
+	}
+
+	if (!bpf_probe_read_user(&si, sizeof(si), (const void *)c.info)) {
+		e->si_code = si.si_code;
+		e->si_pid = si.si_pid;
+		e->flags |= EVENT_SIGINFO;
+	}
+
+	if (cfg_goid_offset >= 0 && gp &&
+	    !bpf_probe_read_user(&e->goid, sizeof(e->goid), (const void *)(gp + cfg_goid_offset)))
+		e->flags |= EVENT_GOID;
+}
+
+/*
+ * At doSigPreempt(gp *g, ctxt *sigctxt), before the frame is set up: gp is in the first
+ * argument register and ctxt in the second.
+ */
+SEC("uprobe/runtime.doSigPreempt")
+int
+preempttrace_sigpreempt(struct pt_regs *ctx)
+{
+	__u32 tgid, tid;
+	struct event req = {};
+	struct event *prev;
+
+	if (!tracing || !current_ids(&tgid, &tid))
+		return 0;
+
+	req.time_ns = bpf_ktime_get_ns();
+	req.pid = tgid;
+	req.tid = tid;
+	read_request(&req, GO_ARG0(ctx), GO_ARG1(ctx));
+
+	/* Without the later probes nothing completes a request, so it is complete now. */
+	if (!cfg_have_verdict && !cfg_have_handled) {
+		submit(&req, VERDICT_UNKNOWN, 0, 0, req.time_ns);
+		return 0;
+	}
+
+	/*
+	 * Signal handlers of one thread never nest (the runtime blocks every signal while one
+	 * runs), so a request still in flight was finished without a probe seeing it: the runtime
+	 * did not ask isAsyncSafePoint if the verdict probe is attached.
+	 */
+	prev = bpf_map_lookup_elem(&inflight, &tid);
+	if (prev) {
+		count(COUNTER_LATE);
+		submit(prev, cfg_have_verdict ? VERDICT_NOT_WANTED : VERDICT_UNKNOWN, 0, EVENT_LATE,
+		       req.time_ns);
+	}
+
+	if (bpf_map_update_elem(&inflight, &tid, &req, BPF_ANY))
+		count(COUNTER_INFLIGHT_FULL);
+	return 0;
+}
+
+/*
+ * Right after "CALL runtime.isAsyncSafePoint" in doSigPreempt, before anything but flags
+ * changes: ok (bool) is in AL and newpc in the second result register.
+ */
+SEC("uprobe/runtime.doSigPreempt+verdict")
+int
+preempttrace_verdict(struct pt_regs *ctx)
+{
+	__u32 tgid, tid;
+	struct event *req;
+	__u8 ok;
+
+	if (!current_ids(&tgid, &tid))
+		return 0;
+
+	req = bpf_map_lookup_elem(&inflight, &tid);
+	if (!req) {
+		if (tracing)
+			count(COUNTER_VERDICT_ORPHAN);
+		return 0;
+	}
+
+	ok = GO_RESULT_BOOL0(ctx) & 1;
+	submit(req, ok ? VERDICT_ACCEPTED : VERDICT_REFUSED, ok ? GO_ARG1(ctx) : 0, 0,
+	       bpf_ktime_get_ns());
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+/*
+ * In sighandler after doSigPreempt returned. A request still in flight here got no verdict:
+ * wantAsyncPreempt was false, so the runtime never asked isAsyncSafePoint. Other signals pass
+ * here too and find nothing in flight.
+ */
+SEC("uprobe/runtime.sighandler+handled")
+int
+preempttrace_handled(struct pt_regs *ctx)
+{
+	__u32 tgid, tid;
+	struct event *req;
+
+	if (!current_ids(&tgid, &tid))
+		return 0;
+
+	req = bpf_map_lookup_elem(&inflight, &tid);
+	if (!req)
+		return 0;
+
+	submit(req, cfg_have_verdict ? VERDICT_NOT_WANTED : VERDICT_UNKNOWN, 0, 0,
+	       bpf_ktime_get_ns());
+	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}

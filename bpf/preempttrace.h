@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR MIT) */
+/*
+ * The record preempttrace's probes send to user space, and the names shared with Go.
+ *
+ * Go does not mirror these declarations by hand: bpf2go generates the Go types from the BTF of
+ * the compiled object (-type event, -type verdict, -type event_flag, -type counter), so a change
+ * here reaches Go at the next "go generate".
+ */
+#ifndef PREEMPTTRACE_H
+#define PREEMPTTRACE_H
+
+#include <linux/types.h>
+
+/* MAX_THREADS bounds the requests in flight: at most one per thread of the target. */
+#define MAX_THREADS 16384
+
+/* RINGBUF_BYTES is the default ring size; the loader may change it before loading. */
+#define RINGBUF_BYTES (512 * 1024)
+
+/* What the runtime decided about one preemption request. */
+enum verdict {
+	/* No probe observed the decision (the isAsyncSafePoint call site was not found). */
+	VERDICT_UNKNOWN = 0,
+	/* isAsyncSafePoint returned false: the goroutine keeps running. */
+	VERDICT_REFUSED = 1,
+	/* isAsyncSafePoint returned true: the goroutine resumes in asyncPreempt at resume_pc. */
+	VERDICT_ACCEPTED = 2,
+	/* doSigPreempt returned without asking: the goroutine no longer wanted preemption. */
+	VERDICT_NOT_WANTED = 3,
+};
+
+/* Bits of event.flags. A field whose bit is clear is unknown and holds zero. */
+enum event_flag {
+	/* goid holds the goroutine id read from gp. */
+	EVENT_GOID = 1 << 0,
+	/* pc, sp and fp hold the interrupted registers. */
+	EVENT_REGS = 1 << 1,
+	/* si_code and si_pid hold the signal's origin. */
+	EVENT_SIGINFO = 1 << 2,
+	/*
+	 * The request was completed by the next request on the same thread, not by the probe after
+	 * doSigPreempt returned; verdict_ns is the time of that next request.
+	 */
+	EVENT_LATE = 1 << 3,
+};
+
+/* Indexes of the counters map. Each counts events lost or completed late, per CPU. */
+enum counter {
+	/* bpf_ringbuf_reserve failed: the reader is too slow, the event is lost. */
+	COUNTER_RINGBUF_FULL = 0,
+	/* The in-flight map was full at doSigPreempt entry: the event is lost. */
+	COUNTER_INFLIGHT_FULL = 1,
+	/* A verdict arrived for a thread with no request in flight: the event is lost. */
+	COUNTER_VERDICT_ORPHAN = 2,
+	/* A request was still in flight when the next one began (see EVENT_LATE). */
+	COUNTER_LATE = 3,
+	COUNTER_MAX = 4,
+};
+
+/* One SIGURG that reached runtime.doSigPreempt in the target. */
+struct event {
+	/* bpf_ktime_get_ns at doSigPreempt entry. */
+	__u64 time_ns;
+	/* bpf_ktime_get_ns when the event was completed (verdict seen, or handler done). */
+	__u64 verdict_ns;
+	/* The interrupted thread's PC, SP and frame pointer, from the signal's ucontext. */
+	__u64 pc;
+	__u64 sp;
+	__u64 fp;
+	/* The *g doSigPreempt was given: the goroutine the signal interrupted. */
+	__u64 gp;
+	/* gp.goid, valid with EVENT_GOID. */
+	__u64 goid;
+	/* isAsyncSafePoint's newpc: where an accepted goroutine resumes; 0 otherwise. */
+	__u64 resume_pc;
+	/* Thread group and thread id, in the tracer's PID namespace. */
+	__u32 pid;
+	__u32 tid;
+	/* siginfo.si_code (SI_TKILL -6 from the runtime, SI_USER 0 from kill) and si_pid. */
+	__s32 si_code;
+	__u32 si_pid;
+	/* enum verdict. */
+	__u8 verdict;
+	/* enum event_flag bits. */
+	__u8 flags;
+	__u8 _pad[6];
+};
+
+#endif /* PREEMPTTRACE_H */

@@ -1,0 +1,45 @@
+// Package probe is preempttrace's eBPF backend: it attaches uprobes to the Go runtime's
+// asynchronous-preemption signal path in a running process and reads, for every SIGURG that
+// reaches runtime.doSigPreempt, the interrupted PC, SP and frame pointer, the goroutine, and
+// what the runtime itself decided: refused, accepted with its resume PC, or not wanted.
+// It does not decode PCs; package trace does that with the target's symbol table.
+//
+// # Sources of truth
+//
+// The signal path is runtime/signal_unix.go (sighandler → doSigPreempt → isAsyncSafePoint)
+// and runtime/preempt.go; register use is Go's internal ABI (cmd/compile/abi-internal.md);
+// the signal context is the kernel's ucontext as runtime/defs_linux_amd64.go declares it.
+// The BPF programs are bpf/preempttrace.bpf.c; bpf2go builds them and generates Event from
+// bpf/preempttrace.h (see gen.go).
+//
+// # Probe placement
+//
+// PlanProbes reads the target's own machine code (golang.org/x/arch) and puts each probe on
+// the first instruction near its point that the kernel emulates instead of single-stepping,
+// which makes a hit cost about 1 µs instead of 15–20 µs (BenchmarkUprobeInstruction):
+//
+//   - entry: the conditional jump of doSigPreempt's stack-bound check, its second
+//     instruction; gp and ctxt are still in RAX and RBX.
+//   - verdict: the first jump or NOP after "CALL runtime.isAsyncSafePoint", with only a
+//     TEST of AL before it; ok is in AL, newpc in RBX. The call is found by decoding and
+//     matching its target with isAsyncSafePoint's entry in the function table.
+//   - handled: the first emulated instruction after sighandler's "CALL runtime.doSigPreempt".
+//     A request still open there got no verdict: the runtime did not want preemption.
+//
+// Uprobes are named by file offset (symtab's FileOffset), which is what the kernel expects
+// and what makes a PIE work like any other executable. No uretprobe is used: it replaces a
+// return address on the stack, which Go's tracebacks read.
+//
+// # Supported targets
+//
+// linux/amd64 Go 1.17 and later (the register ABI), any link mode, PIE or not, stripped or
+// not. Stripped binaries are placed from the pclntab, which stripping keeps; only the
+// goroutine id is lost, because FindGoidOffset reads it from DWARF and there is no per-release
+// table yet. Older releases and arm64 targets get an UnsupportedError.
+//
+// # Losses
+//
+// Nothing is dropped silently: Counters reports events lost to a full ring buffer or a full
+// in-flight map and verdicts seen without their entry, and Event flags say which fields are
+// unknown.
+package probe

@@ -1,0 +1,279 @@
+package probe
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/preempttrace/preempttrace/internal/symtab"
+)
+
+// The runtime functions the probes sit in. Their pclntab names are the same in every Go
+// release since 1.14 (go-preemption-internals.md §2.3).
+const (
+	fnDoSigPreempt     = "runtime.doSigPreempt"
+	fnIsAsyncSafePoint = "runtime.isAsyncSafePoint"
+	fnSighandler       = "runtime.sighandler"
+)
+
+// maxWalk bounds how many instructions a site search steps over before it gives up on
+// finding a cheaper instruction and keeps the first one.
+const maxWalk = 8
+
+// Site names one of the three probe sites.
+type Site string
+
+// The probe sites, in the order a SIGURG passes them.
+const (
+	// SiteEntry is at the start of runtime.doSigPreempt, where its arguments gp and ctxt are
+	// still in the first two argument registers.
+	SiteEntry Site = "entry"
+
+	// SiteVerdict is right after doSigPreempt's call of runtime.isAsyncSafePoint, where its
+	// results ok and newpc are still in the first two result registers.
+	SiteVerdict Site = "verdict"
+
+	// SiteHandled is in runtime.sighandler after its call of doSigPreempt has returned.
+	SiteHandled Site = "handled"
+)
+
+// Placement is where one probe goes and why.
+type Placement struct {
+	Site Site
+
+	// Addr is the link-time address of the probed instruction; FileOffset is where the
+	// uprobe names it.
+	Addr       uint64
+	FileOffset uint64
+
+	// Insn is the probed instruction in Go assembler syntax.
+	Insn string
+
+	// Emulated reports whether the kernel emulates the instruction instead of
+	// single-stepping a copy of it, which decides what a hit costs.
+	Emulated bool
+
+	// Why says how the instruction was chosen.
+	Why string
+}
+
+// Plan is the probe placement for one executable. Verdict and Handled are nil when their
+// site could not be found; the tracer then reports the runtime's verdict as unknown.
+type Plan struct {
+	Entry   Placement
+	Verdict *Placement
+	Handled *Placement
+
+	// Missing explains each site left out, for the user.
+	Missing []string
+}
+
+// Placements returns the sites of the plan that will be probed.
+func (p *Plan) Placements() []Placement {
+	out := []Placement{p.Entry}
+	for _, pl := range []*Placement{p.Verdict, p.Handled} {
+		if pl != nil {
+			out = append(out, *pl)
+		}
+	}
+	return out
+}
+
+// PlanProbes chooses the probe instructions in the executable f describes. It fails only
+// when the entry probe cannot be placed; a missing verdict or handled site is recorded in
+// Plan.Missing.
+//
+// Every probe sits on the first instruction the kernel can emulate (a conditional or direct
+// jump, a direct call, a canonical NOP or a register push, about 1 µs a hit) that runs
+// unconditionally after the point of interest with nothing in between that changes the
+// registers the probe reads. Any other instruction is copied out of line and single-stepped,
+// which costs 15–20 µs a hit; that is the fallback when no emulated instruction is near.
+func PlanProbes(f *symtab.File) (*Plan, error) {
+	if err := checkTarget(f); err != nil {
+		return nil, err
+	}
+	dec := decoderFor(f.Arch())
+
+	sig, err := lookup(f, fnDoSigPreempt)
+	if err != nil {
+		return nil, err
+	}
+	code := f.Bytes(sig.Entry, sig.Size())
+	if code == nil {
+		return nil, fmt.Errorf("read code of %s: no file bytes at %#x", fnDoSigPreempt, sig.Entry)
+	}
+
+	// Entry: gp and ctxt are read from the argument registers, so walk only over instructions
+	// that leave them alone, which in every release is the stack-bound check before the
+	// conditional jump to morestack.
+	entry, err := walk(f, dec, sig.Entry, code, readsArgs, SiteEntry,
+		"first instruction of "+fnDoSigPreempt)
+	if err != nil {
+		return nil, err
+	}
+	plan := &Plan{Entry: entry}
+
+	// Verdict: after the call whose target is isAsyncSafePoint's entry.
+	if pl, why := planVerdict(f, dec, sig, code); pl != nil {
+		plan.Verdict = pl
+	} else {
+		plan.Missing = append(plan.Missing, "verdict: "+why)
+	}
+
+	// Handled: after sighandler's call of doSigPreempt; no register is read there.
+	if pl, why := planHandled(f, dec, sig); pl != nil {
+		plan.Handled = pl
+	} else {
+		plan.Missing = append(plan.Missing, "handled: "+why)
+	}
+	return plan, nil
+}
+
+// planVerdict finds the verdict site in doSigPreempt's code, or says why there is none.
+func planVerdict(f *symtab.File, dec decoder, sig *symtab.Func, code []byte) (*Placement, string) {
+	safe, err := f.LookupFunc(fnIsAsyncSafePoint)
+	if err != nil {
+		return nil, fmt.Sprintf("%s not in the function table", fnIsAsyncSafePoint)
+	}
+
+	next, ok := findCall(dec, sig.Entry, code, safe.Entry)
+	if !ok {
+		return nil, fmt.Sprintf("no call of %s in %s (inlined?)", fnIsAsyncSafePoint,
+			fnDoSigPreempt)
+	}
+
+	off := next - sig.Entry
+	pl, err := walk(f, dec, next, code[off:], readsResults, SiteVerdict,
+		"instruction after the call of "+fnIsAsyncSafePoint)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return &pl, ""
+}
+
+// planHandled finds the handled site in sighandler, or says why there is none.
+func planHandled(f *symtab.File, dec decoder, sig *symtab.Func) (*Placement, string) {
+	h, err := f.LookupFunc(fnSighandler)
+	if err != nil {
+		return nil, fmt.Sprintf("%s not in the function table", fnSighandler)
+	}
+	code := f.Bytes(h.Entry, h.Size())
+	if code == nil {
+		return nil, fmt.Sprintf("no file bytes for %s", fnSighandler)
+	}
+
+	next, ok := findCall(dec, h.Entry, code, sig.Entry)
+	if !ok {
+		return nil, fmt.Sprintf("no call of %s in %s", fnDoSigPreempt, fnSighandler)
+	}
+
+	off := next - h.Entry
+	pl, err := walk(f, dec, next, code[off:], readsNothing, SiteHandled,
+		"instruction after the call of "+fnDoSigPreempt)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return &pl, ""
+}
+
+// checkTarget refuses binaries whose signal path the BPF programs cannot read.
+func checkTarget(f *symtab.File) error {
+	if f.Arch() != symtab.ArchAMD64 {
+		return &UnsupportedError{What: fmt.Sprintf("target architecture %s", f.Arch()),
+			Supported: "amd64 (arm64 is not implemented yet)"}
+	}
+
+	// Before Go 1.17 doSigPreempt took its arguments on the stack (ABI0), and Go 1.17 could
+	// still be built with the register ABI turned off.
+	v := f.Version()
+	if v.Minor < minABIInternalMinor || v.HasExperiment("noregabi") ||
+		v.HasExperiment("noregabiargs") {
+		return &UnsupportedError{What: fmt.Sprintf("Go version %s (stack-based ABI0 on the "+
+			"signal path)", v.Raw), Supported: "Go 1.17 and later on amd64"}
+	}
+	return nil
+}
+
+// minABIInternalMinor is the first Go 1.x release whose amd64 Go functions take their
+// arguments in registers.
+const minABIInternalMinor = 17
+
+// lookup returns the named function or a SymbolError.
+func lookup(f *symtab.File, name string) (*symtab.Func, error) {
+	fn, err := f.LookupFunc(name)
+	if err != nil {
+		return nil, &SymbolError{Symbol: name, GoVersion: f.Version().Raw, Err: err}
+	}
+	return fn, nil
+}
+
+// findCall returns the address after the first direct call to target in code, which
+// starts at addr.
+func findCall(dec decoder, addr uint64, code []byte, target uint64) (uint64, bool) {
+	for off := 0; off < len(code); {
+		in, err := dec(addr+uint64(off), code[off:])
+		if err != nil {
+			// Padding or data after the last instruction: nothing more to find.
+			return 0, false
+		}
+
+		off += in.len
+		if in.kind == kindCall && in.target == target {
+			return addr + uint64(off), true
+		}
+	}
+	return 0, false
+}
+
+// walk returns the placement for the straight-line code starting at addr: the first
+// emulated instruction reached before any instruction that fails keep, or the instruction
+// at addr itself when there is none within maxWalk instructions.
+func walk(f *symtab.File, dec decoder, addr uint64, code []byte, keep keepFunc, site Site,
+	what string) (Placement, error) {
+	first, err := dec(addr, code)
+	if err != nil {
+		return Placement{}, fmt.Errorf("decode %s at %#x: %w", what, addr, err)
+	}
+
+	chosen, skipped := first, 0
+	off := 0
+	for i := 0; i < maxWalk && off < len(code); i++ {
+		in, err := dec(addr+uint64(off), code[off:])
+		if err != nil {
+			break
+		}
+
+		if in.emulated {
+			chosen, skipped = in, i
+			break
+		}
+		if in.kind != kindOther || !keep(in) {
+			break
+		}
+		off += in.len
+	}
+
+	why := what
+	if skipped > 0 {
+		why = fmt.Sprintf("%s, %d instruction(s) after the %s, which change none of the "+
+			"registers read there", chosen.text, skipped, what)
+	} else if chosen.emulated {
+		why = fmt.Sprintf("%s: the %s", chosen.text, what)
+	} else {
+		why = fmt.Sprintf("%s: the %s; no emulated instruction follows before the registers "+
+			"change, so each hit is single-stepped", chosen.text, what)
+	}
+	return placement(f, site, chosen, why)
+}
+
+// placement fills a Placement for a chosen instruction.
+func placement(f *symtab.File, site Site, in insn, why string) (Placement, error) {
+	off, ok := f.FileOffset(in.addr)
+	if !ok {
+		return Placement{}, fmt.Errorf("%s probe at %#x: %w", site, in.addr, errNoFileOffset)
+	}
+	return Placement{Site: site, Addr: in.addr, FileOffset: off, Insn: in.text,
+		Emulated: in.emulated, Why: why}, nil
+}
+
+// errNoFileOffset reports a code address that no loadable segment backs with file bytes.
+var errNoFileOffset = errors.New("address has no file offset")

@@ -1,0 +1,244 @@
+package probe_test
+
+import (
+	"errors"
+	"fmt"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/symtab"
+)
+
+// TestPlanProbes places the probes in the spin fixture of every toolchain and variant and
+// checks each site against the toolchain's own disassembly: the verdict probe must follow
+// "CALL runtime.isAsyncSafePoint" with only flag-setting instructions or NOPs in between,
+// the handled probe must follow "CALL runtime.doSigPreempt" in sighandler, and every site
+// must be an instruction the kernel emulates.
+func TestPlanProbes(t *testing.T) {
+	for _, c := range fixture.Matrix(t) {
+		t.Run(c.Name(), func(t *testing.T) {
+			bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
+			f, err := symtab.Open(bin)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			defer f.Close()
+
+			plan, err := probe.PlanProbes(f)
+			if c.Variant.Arch() != "amd64" {
+				if !errors.Is(err, probe.ErrUnsupported) {
+					t.Fatalf("PlanProbes on %s = %v, want ErrUnsupported", c.Variant.Arch(), err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("PlanProbes: %v", err)
+			}
+
+			if plan.Verdict == nil || plan.Handled == nil || len(plan.Missing) > 0 {
+				t.Fatalf("sites missing: %q", plan.Missing)
+			}
+			for _, pl := range plan.Placements() {
+				if !pl.Emulated {
+					t.Errorf("%s probe on %s is single-stepped", pl.Site, pl.Insn)
+				}
+				off, ok := f.FileOffset(pl.Addr)
+				if !ok || off != pl.FileOffset {
+					t.Errorf("%s probe: file offset %#x, symtab says %#x (%v)", pl.Site,
+						pl.FileOffset, off, ok)
+				}
+			}
+
+			// go tool objdump needs the symbol table; the code of a stripped build is that
+			// of its unstripped twin, so the plans must agree.
+			if twin, ok := unstripped[c.Variant]; ok {
+				twinBin := fixture.Build(t, c.Toolchain, "spin", twin)
+				checkSamePlan(t, plan, twinBin)
+				return
+			}
+
+			listing := objdump(t, c.Toolchain, bin)
+			flagsOnly := regexp.MustCompile(`^(TESTL AL, AL|NOP[LW]?( .*)?)$`).MatchString
+			checkAfterCall(t, listing, "runtime.doSigPreempt", "runtime.isAsyncSafePoint",
+				*plan.Verdict, flagsOnly)
+			checkAfterCall(t, listing, "runtime.sighandler", "runtime.doSigPreempt",
+				*plan.Handled, straightLine)
+			checkEntry(t, listing, plan.Entry)
+		})
+	}
+}
+
+// unstripped maps each stripped amd64 variant to the same build with symbols.
+var unstripped = map[fixture.Variant]fixture.Variant{
+	fixture.Stripped:            fixture.Default,
+	fixture.ExternalPIEStripped: fixture.ExternalPIE,
+}
+
+// checkSamePlan checks that the binary at path gets the same probe addresses as plan.
+func checkSamePlan(t *testing.T, plan *probe.Plan, path string) {
+	t.Helper()
+
+	f, err := symtab.Open(path)
+	if err != nil {
+		t.Fatalf("decode twin: %v", err)
+	}
+	defer f.Close()
+
+	want, err := probe.PlanProbes(f)
+	if err != nil {
+		t.Fatalf("PlanProbes on twin: %v", err)
+	}
+	got, exp := plan.Placements(), want.Placements()
+	if len(got) != len(exp) {
+		t.Fatalf("%d sites, unstripped twin has %d", len(got), len(exp))
+	}
+	for i := range got {
+		if got[i].Addr != exp[i].Addr || got[i].FileOffset != exp[i].FileOffset {
+			t.Errorf("%s probe at %#x (file %#x), unstripped twin at %#x (file %#x)",
+				got[i].Site, got[i].Addr, got[i].FileOffset, exp[i].Addr, exp[i].FileOffset)
+		}
+	}
+}
+
+// objdumpLine is one instruction of "go tool objdump" output.
+type objdumpLine struct {
+	fn   string
+	addr uint64
+	text string
+}
+
+var objdumpRE = regexp.MustCompile(`^\s+\S*:\d+\s+0x([0-9a-f]+)\s+[0-9a-f]+\s+(.*?)\s*$`)
+
+// objdump disassembles the three runtime functions with the toolchain that built bin. A
+// stripped binary still has its pclntab, which is all go tool objdump needs.
+func objdump(t *testing.T, tc fixture.Toolchain, bin string) []objdumpLine {
+	t.Helper()
+
+	cmd := exec.Command(tc.GoCmd, "tool", "objdump", "-s",
+		`^runtime\.(doSigPreempt|sighandler)$`, bin)
+	cmd.Env = append(cmd.Environ(), tc.Env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go tool objdump: %v\n%s", err, out)
+	}
+
+	var lines []objdumpLine
+	fn := ""
+	for _, l := range strings.Split(string(out), "\n") {
+		if name, ok := strings.CutPrefix(l, "TEXT "); ok {
+			fn = strings.Fields(name)[0]
+			fn = strings.TrimSuffix(fn, "(SB)")
+			continue
+		}
+		m := objdumpRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		addr, _ := strconv.ParseUint(m[1], 16, 64)
+		lines = append(lines, objdumpLine{fn: fn, addr: addr, text: m[2]})
+	}
+	if len(lines) == 0 {
+		t.Fatalf("go tool objdump printed no instruction:\n%s", out)
+	}
+	return lines
+}
+
+// straightLine reports whether an instruction falls through to the next one.
+func straightLine(text string) bool {
+	return !strings.HasPrefix(text, "J") && !strings.HasPrefix(text, "CALL ") &&
+		!strings.HasPrefix(text, "RET")
+}
+
+// checkAfterCall checks that pl is reached straight after "CALL callee(SB)" in fn, and that
+// every instruction between the call and pl satisfies between.
+func checkAfterCall(t *testing.T, listing []objdumpLine, fn, callee string, pl probe.Placement,
+	between func(string) bool) {
+	t.Helper()
+
+	for i, l := range listing {
+		if l.fn != fn || l.text != fmt.Sprintf("CALL %s(SB)", callee) {
+			continue
+		}
+
+		for _, next := range listing[i+1:] {
+			if next.addr == pl.Addr {
+				return
+			}
+			if next.fn != fn || !between(next.text) {
+				t.Fatalf("%s probe at %#x: %q between the call of %s and the probe", pl.Site,
+					pl.Addr, next.text, callee)
+			}
+		}
+	}
+	t.Fatalf("%s probe at %#x: no \"CALL %s(SB)\" in %s precedes it", pl.Site, pl.Addr, callee,
+		fn)
+}
+
+// checkEntry checks that the entry probe is the conditional jump of doSigPreempt's stack
+// check, which only a compare precedes.
+func checkEntry(t *testing.T, listing []objdumpLine, pl probe.Placement) {
+	t.Helper()
+
+	var body []objdumpLine
+	for _, l := range listing {
+		if l.fn == "runtime.doSigPreempt" {
+			body = append(body, l)
+		}
+	}
+	// Go 1.19's objdump prints the operands of the compare the other way round.
+	if len(body) < 2 || !strings.HasPrefix(body[0].text, "CMPQ ") ||
+		!strings.Contains(body[0].text, "SP") ||
+		body[1].addr != pl.Addr || !strings.HasPrefix(body[1].text, "JBE ") {
+		t.Fatalf("entry probe at %#x is not the JBE after the stack check: %v", pl.Addr, body[:2])
+	}
+}
+
+// TestPlanProbesRegistry places the probes in real programs built by Go releases that no
+// local toolchain builds (npm packages, see testdata/registry). Releases before Go 1.17 and
+// arm64 programs must be refused with ErrUnsupported; the others must get three emulated
+// sites.
+func TestPlanProbesRegistry(t *testing.T) {
+	for _, rb := range fixture.Registry(t) {
+		t.Run(rb.ID, func(t *testing.T) {
+			// Releases before 1.14 have no asynchronous preemption; the decoder refuses them.
+			f, err := symtab.Open(rb.Path)
+			if v, verr := symtab.ParseGoVersion(rb.GoVersion); verr == nil && v.Minor < 14 &&
+				errors.Is(err, symtab.ErrUnsupported) {
+				t.Logf("refused by the decoder as expected: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			defer f.Close()
+
+			plan, err := probe.PlanProbes(f)
+			if f.Arch() != symtab.ArchAMD64 || f.Version().Minor < 17 {
+				if !errors.Is(err, probe.ErrUnsupported) {
+					t.Fatalf("PlanProbes on %s %s = %v, want ErrUnsupported", f.Version(),
+						f.Arch(), err)
+				}
+				t.Logf("refused as expected: %v", err)
+				return
+			}
+			if err != nil {
+				t.Fatalf("PlanProbes: %v", err)
+			}
+
+			if len(plan.Missing) > 0 {
+				t.Fatalf("sites missing: %q", plan.Missing)
+			}
+			for _, pl := range plan.Placements() {
+				t.Logf("%-7s %#x %-24s emulated=%v", pl.Site, pl.Addr, pl.Insn, pl.Emulated)
+				if !pl.Emulated {
+					t.Errorf("%s probe on %s is single-stepped", pl.Site, pl.Insn)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+//go:build linux
+
+package probe
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/features"
+)
+
+// Capability numbers (linux/capability.h).
+const (
+	capSysAdmin = 21
+)
+
+// uprobePMU is where the kernel publishes the uprobe PMU that lets perf_event_open create
+// uprobes without tracefs.
+const uprobePMU = "/sys/bus/event_source/devices/uprobe/type"
+
+// initPIDNamespaceInode is the inode number of the initial PID namespace
+// (PROC_PID_INIT_INO in include/linux/proc_ns.h).
+const initPIDNamespaceInode = 0xEFFFFFFC
+
+// Preflight checks what Attach needs before anything is loaded, so that a missing
+// privilege or feature is reported as what to do rather than as a kernel errno.
+func Preflight() error {
+	if err := checkCapabilities(); err != nil {
+		return err
+	}
+
+	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+		return &FeatureError{Feature: "BPF ring buffer maps", Err: err}
+	}
+
+	// cilium/ebpf falls back to tracefs without the PMU; either is enough.
+	if _, err := os.Stat(uprobePMU); err != nil && !tracefsMounted() {
+		return &FeatureError{Feature: "the uprobe PMU and a mounted tracefs", Err: err}
+	}
+	return nil
+}
+
+// checkCapabilities reports a PermissionError unless the process may create uprobes.
+// Loading the programs needs CAP_BPF and CAP_PERFMON, but creating a uprobe through
+// perf_event_open needs CAP_SYS_ADMIN, which implies both: Linux briefly accepted
+// CAP_PERFMON there and went back to CAP_SYS_ADMIN in 2025, also in its stable kernels
+// (measured here on 6.18: CAP_BPF and CAP_PERFMON alone get EACCES).
+func checkCapabilities() error {
+	eff, err := effectiveCaps()
+	if err != nil {
+		return fmt.Errorf("read capabilities: %w", err)
+	}
+
+	if eff&(1<<capSysAdmin) == 0 {
+		return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}}
+	}
+	return nil
+}
+
+// effectiveCaps returns the CapEff mask of the calling process.
+func effectiveCaps() (uint64, error) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		v, ok := strings.CutPrefix(sc.Text(), "CapEff:")
+		if !ok {
+			continue
+		}
+		return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no CapEff line in /proc/self/status")
+}
+
+// tracefsMounted reports whether a tracefs with a uprobe_events file is reachable.
+func tracefsMounted() bool {
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if _, err := os.Stat(dir + "/uprobe_events"); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// pidNamespace describes the tracer's PID namespace for the BPF programs: nil when it is
+// the initial namespace, whose ids the plain pid/tgid helper returns.
+type pidNamespace struct {
+	dev, ino uint64
+}
+
+// ownPIDNamespace returns the tracer's PID namespace, or nil for the initial one.
+func ownPIDNamespace() (*pidNamespace, error) {
+	st, err := os.Stat("/proc/self/ns/pid")
+	if err != nil {
+		return nil, fmt.Errorf("stat own PID namespace: %w", err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return nil, errors.New("stat own PID namespace: no inode")
+	}
+
+	if sys.Ino == initPIDNamespaceInode {
+		return nil, nil
+	}
+	return &pidNamespace{dev: sys.Dev, ino: sys.Ino}, nil
+}

@@ -1,0 +1,3 @@
+module insncost
+
+go 1.17

@@ -1,0 +1,3 @@
+module sigurg
+
+go 1.17

@@ -1,0 +1,421 @@
+//go:build linux
+
+package probe
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/preempttrace/preempttrace/internal/symtab"
+)
+
+// ErrStopped is returned by Read once Stop was called and every event that was in the ring
+// buffer has been read.
+var ErrStopped = errors.New("tracer stopped")
+
+// Options says what to trace.
+type Options struct {
+	// PID is the target process, in the tracer's PID namespace.
+	PID int
+
+	// Exe is the target's executable, which the uprobes are placed in. Empty means
+	// /proc/PID/exe, which names the right file even across mount namespaces.
+	Exe string
+
+	// Symtab is the decoded executable, used to place the probes. It must describe the same
+	// file as Exe.
+	Symtab *symtab.File
+
+	// Goid is where runtime.g keeps the goroutine id (FindGoidOffset). The zero value is
+	// unknown: events then carry no goroutine id.
+	Goid GoidOffset
+
+	// RingBytes is the ring buffer size, a power of two and a multiple of the page size;
+	// 0 keeps the default of 512 KiB.
+	RingBytes uint32
+
+	// Latency bounds how long an event may wait in the ring before Read returns it; 0 means
+	// DefaultLatency. The probes wake the reader only when an eighth of the ring is full,
+	// because a wakeup per event would double what a SIGURG costs the target; below that,
+	// Read looks at the ring this often.
+	Latency time.Duration
+}
+
+// DefaultLatency is the default of Options.Latency.
+const DefaultLatency = 25 * time.Millisecond
+
+// defaultRingBytes is RINGBUF_BYTES in bpf/preempttrace.h.
+const defaultRingBytes = 512 << 10
+
+// Tracer holds the probes attached to one process and the ring buffer they write.
+type Tracer struct {
+	plan    *Plan
+	clock   monoClock
+	objs    bpfObjects
+	reader  *ringbuf.Reader
+	latency time.Duration
+
+	// deadline is the unix-nanosecond time set by SetDeadline, 0 for none.
+	deadline atomic.Int64
+
+	mu      sync.Mutex
+	links   []link.Link // in attach order: handled, verdict, entry
+	stopped bool
+	closed  bool
+}
+
+// Attach places the probes of PlanProbes in the target and starts recording. The target
+// keeps running throughout; Close removes every probe. A PermissionError, FeatureError,
+// UnsupportedError or SymbolError says what the caller can do about a failure.
+func Attach(opts Options) (*Tracer, error) {
+	if opts.PID <= 0 || opts.Symtab == nil {
+		return nil, errors.New("attach: a PID and its decoded executable are required")
+	}
+	if opts.Exe == "" {
+		opts.Exe = fmt.Sprintf("/proc/%d/exe", opts.PID)
+	}
+
+	if err := Preflight(); err != nil {
+		return nil, err
+	}
+	plan, err := PlanProbes(opts.Symtab)
+	if err != nil {
+		return nil, err
+	}
+
+	clock, err := newMonoClock()
+	if err != nil {
+		return nil, err
+	}
+
+	t := &Tracer{plan: plan, clock: clock, latency: opts.Latency}
+	if t.latency <= 0 {
+		t.latency = DefaultLatency
+	}
+	if err := t.load(opts); err != nil {
+		return nil, err
+	}
+
+	if err := checkSameCode(opts.Exe, opts.Symtab, plan); err != nil {
+		t.Close()
+		return nil, err
+	}
+	if err := t.attach(opts); err != nil {
+		t.Close()
+		return nil, err
+	}
+
+	t.reader, err = ringbuf.NewReader(t.objs.Events)
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("open ring buffer: %w", err)
+	}
+
+	// Requests start to count only now that every probe is in place.
+	if err := t.objs.Tracing.Set(uint8(1)); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("start tracing: %w", err)
+	}
+	return t, nil
+}
+
+// load configures the BPF collection for the target and loads it into the kernel.
+func (t *Tracer) load(opts Options) error {
+	spec, err := loadBpf()
+	if err != nil {
+		return fmt.Errorf("read BPF object: %w", err)
+	}
+	ring := uint32(defaultRingBytes)
+	if opts.RingBytes != 0 {
+		ring = opts.RingBytes
+	}
+	spec.Maps[bpfMapEvents].MaxEntries = ring
+
+	ns, err := ownPIDNamespace()
+	if err != nil {
+		return err
+	}
+
+	goid := int64(-1)
+	if opts.Goid.Known() {
+		goid = int64(opts.Goid.Offset)
+	}
+	vars := map[string]any{
+		bpfVarCfgTgid:        uint32(opts.PID),
+		bpfVarCfgGoidOffset:  goid,
+		bpfVarCfgHaveVerdict: boolByte(t.plan.Verdict != nil),
+		bpfVarCfgHaveHandled: boolByte(t.plan.Handled != nil),
+		bpfVarCfgWakeupBytes: uint64(ring / 8),
+	}
+	if ns != nil {
+		vars[bpfVarCfgUsePidns] = uint8(1)
+		vars[bpfVarCfgPidnsDev] = ns.dev
+		vars[bpfVarCfgPidnsIno] = ns.ino
+	}
+	for name, v := range vars {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return fmt.Errorf("set %s: %w", name, err)
+		}
+	}
+
+	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}, Err: err}
+		}
+		return fmt.Errorf("load BPF programs: %w", err)
+	}
+	return nil
+}
+
+// attach places the uprobes. The later sites go first so that no verdict arrives before its
+// entry probe exists, and Stop removes them in the opposite order.
+func (t *Tracer) attach(opts Options) error {
+	ex, err := link.OpenExecutable(opts.Exe)
+	if err != nil {
+		return fmt.Errorf("open target executable: %w", err)
+	}
+
+	type probe struct {
+		pl   *Placement
+		fn   string
+		prog *ebpf.Program
+	}
+	probes := []probe{
+		{t.plan.Handled, fnSighandler, t.objs.PreempttraceHandled},
+		{t.plan.Verdict, fnDoSigPreempt, t.objs.PreempttraceVerdict},
+		{&t.plan.Entry, fnDoSigPreempt, t.objs.PreempttraceSigpreempt},
+	}
+	for _, p := range probes {
+		if p.pl == nil {
+			continue
+		}
+
+		// Address is a file offset: cilium/ebpf passes it to the kernel as the uprobe
+		// offset, which is relative to the start of the file, not a virtual address. The
+		// PID filter keeps other processes running the same file untouched.
+		l, err := ex.Uprobe(p.fn, p.prog, &link.UprobeOptions{
+			Address: p.pl.FileOffset,
+			PID:     opts.PID,
+		})
+		if err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}, Err: err}
+			}
+			return fmt.Errorf("attach %s probe at %s+%#x: %w", p.pl.Site, p.fn,
+				p.pl.Addr, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return nil
+}
+
+// checkSameCode checks that exe holds, at each probe's file offset, the instruction the plan
+// was made from, so that a symbol table of another build cannot put a probe mid-instruction.
+func checkSameCode(exe string, f *symtab.File, plan *Plan) error {
+	r, err := os.Open(exe)
+	if err != nil {
+		return fmt.Errorf("open target executable: %w", err)
+	}
+	defer r.Close()
+
+	for _, pl := range plan.Placements() {
+		want := f.Bytes(pl.Addr, 16)
+		got := make([]byte, len(want))
+		if _, err := r.ReadAt(got, int64(pl.FileOffset)); err != nil {
+			return fmt.Errorf("read %s probe site of %s: %w", pl.Site, exe, err)
+		}
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%s probe site: %s differs from the decoded executable at "+
+				"file offset %#x: %w", pl.Site, exe, pl.FileOffset, ErrOtherBuild)
+		}
+	}
+	return nil
+}
+
+// ErrOtherBuild reports an Options.Exe that is not the file Options.Symtab decoded.
+var ErrOtherBuild = errors.New("not the same build")
+
+// Plan returns where the probes sit.
+func (t *Tracer) Plan() *Plan { return t.plan }
+
+// Read blocks until the next event arrives, at most Options.Latency after the probe sent
+// it. After Stop it returns the events still in the ring and then ErrStopped; after Close it
+// returns ErrClosed; past the time set with SetDeadline it returns os.ErrDeadlineExceeded.
+// Read must not be called from two goroutines at once.
+func (t *Tracer) Read() (Event, error) {
+	var ev Event
+
+	rec, err := t.next()
+	if err != nil {
+		return ev, err
+	}
+
+	if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
+		return ev, fmt.Errorf("decode event of %d bytes: %w", len(rec.RawSample), err)
+	}
+	return ev, nil
+}
+
+// next returns the next record, looking at the ring every latency: the probes do not wake the
+// reader for every event.
+func (t *Tracer) next() (ringbuf.Record, error) {
+	for {
+		poll := time.Now().Add(t.latency)
+		user := t.deadline.Load()
+		if user != 0 && user < poll.UnixNano() {
+			poll = time.Unix(0, user)
+		}
+		t.reader.SetDeadline(poll)
+
+		rec, err := t.reader.Read()
+		switch {
+		case err == nil:
+			return rec, nil
+		case errors.Is(err, ringbuf.ErrFlushed):
+			return rec, ErrStopped
+		case errors.Is(err, os.ErrClosed):
+			return rec, ErrClosed
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			return rec, fmt.Errorf("read ring buffer: %w", err)
+		}
+
+		// The ring was empty until the poll time; go on unless the caller's deadline passed.
+		if user := t.deadline.Load(); user != 0 && time.Now().UnixNano() >= user {
+			return rec, err
+		}
+	}
+}
+
+// SetDeadline makes a blocked or later Read return os.ErrDeadlineExceeded once at has
+// passed; the zero time removes the deadline. It may be called while Read is blocked, and
+// takes effect within Options.Latency.
+func (t *Tracer) SetDeadline(at time.Time) {
+	if at.IsZero() {
+		t.deadline.Store(0)
+		return
+	}
+	t.deadline.Store(at.UnixNano())
+}
+
+// Stop removes the probes, so no new event arrives, and lets Read drain the ring.
+func (t *Tracer) Stop() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	return t.stopLocked()
+}
+
+func (t *Tracer) stopLocked() error {
+	if t.stopped {
+		return nil
+	}
+	t.stopped = true
+
+	// No new request from here on; those in flight still complete. Then the entry probe goes
+	// first, so that no request starts without the probes that finish it.
+	var errs []error
+	if err := t.objs.Tracing.Set(uint8(0)); err != nil {
+		errs = append(errs, fmt.Errorf("stop tracing: %w", err))
+	}
+	for i := len(t.links) - 1; i >= 0; i-- {
+		if err := t.links[i].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach probe: %w", err))
+		}
+	}
+	t.links = nil
+
+	if t.reader != nil {
+		if err := t.reader.Flush(); err != nil {
+			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close removes the probes and frees the ring buffer and the BPF programs. The target
+// keeps running.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+
+	errs := []error{t.stopLocked()}
+	if t.reader != nil {
+		errs = append(errs, t.reader.Close())
+	}
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}
+
+// Counters reports what the probes could not deliver, summed over CPUs, and how many
+// requests are in flight now.
+func (t *Tracer) Counters() (Counters, error) {
+	var c Counters
+	fields := map[bpfCounter]*uint64{
+		bpfCounterCOUNTER_RINGBUF_FULL:   &c.RingFull,
+		bpfCounterCOUNTER_INFLIGHT_FULL:  &c.InflightFull,
+		bpfCounterCOUNTER_VERDICT_ORPHAN: &c.VerdictOrphan,
+		bpfCounterCOUNTER_LATE:           &c.Late,
+	}
+	for idx, dst := range fields {
+		var perCPU []uint64
+		if err := t.objs.Counters.Lookup(uint32(idx), &perCPU); err != nil {
+			return c, fmt.Errorf("read counter %d: %w", idx, err)
+		}
+		for _, n := range perCPU {
+			*dst += n
+		}
+	}
+
+	var tid uint32
+	var ev Event
+	it := t.objs.Inflight.Iterate()
+	for it.Next(&tid, &ev) {
+		c.InFlight++
+	}
+	if err := it.Err(); err != nil {
+		return c, fmt.Errorf("count requests in flight: %w", err)
+	}
+	return c, nil
+}
+
+// Counters are the tracer's losses and irregularities. Lost() is the number of preemption
+// requests that reached the target but not the reader.
+type Counters struct {
+	// RingFull counts events dropped because the ring buffer was full.
+	RingFull uint64
+	// InflightFull counts requests dropped because more threads than the in-flight map
+	// holds were in the signal handler at once.
+	InflightFull uint64
+	// VerdictOrphan counts verdicts seen without their entry: the request is lost.
+	VerdictOrphan uint64
+	// Late counts events completed by the next request of their thread instead of the
+	// handled probe (EventLate); they are delivered, only later.
+	Late uint64
+	// InFlight is the number of requests entered but not completed at the time of the call.
+	InFlight uint64
+}
+
+// Lost returns the number of requests that will never be read.
+func (c Counters) Lost() uint64 { return c.RingFull + c.InflightFull + c.VerdictOrphan }
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
+}
