@@ -51,7 +51,16 @@ preemption signal (SIGURG): assembly, NO_LOCAL_POINTERS assembly, compiler-marke
 unsafe points, runtime code, or a busy M. It decodes the binary's own pclntab and
 funcdata and applies the rules of runtime.isAsyncSafePoint for the exact Go
 release (1.14 through 1.27) that built it.`,
-		Example: `  # every function where preemption is refused, worst first
+		Example: `  # watch a running process: every refused preemption, live, until Ctrl-C
+  sudo preempttrace -p 4242
+
+  # the same for 30 s as JSON lines, checking the decoder against the runtime
+  sudo preempttrace -p 4242 --duration 30s --verify -o json
+
+  # a built-in workload that refuses preemption in every way
+  sudo preempttrace demo
+
+  # every function where preemption is refused, worst first
   preempttrace scan ./server
 
   # what the runtime decides at one PC, a function, or a function offset
@@ -61,9 +70,24 @@ release (1.14 through 1.27) that built it.`,
   sudo preempttrace explain --pid 4242 0x55d1c04a1f20`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Args:          positional(cobra.NoArgs),
 	}
+	a := liveArgs{output: "text"}
+	root.RunE = func(cmd *cobra.Command, _ []string) error {
+		if a.pid == 0 {
+			return cmd.Help()
+		}
+		if err := a.check(); err != nil {
+			return err
+		}
+		return runLive(cmd.Context(), a, os.Stdout, os.Stderr)
+	}
+	root.Flags().IntVarP(&a.pid, "pid", "p", 0, "trace the running process PID")
+	root.Flags().DurationVar(&a.duration, "duration", 0, "stop after this long (default: Ctrl-C)")
+	addOutputFlags(root, &a)
+
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newScanCmd(), newExplainCmd())
+	root.AddCommand(newScanCmd(), newExplainCmd(), newDemoCmd(), newWorkloadCmd())
 	return root
 }
 

@@ -1,0 +1,82 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/preempttrace/preempttrace/internal/workload"
+)
+
+// workloadCmd is the hidden subcommand the demo re-executes itself with.
+const workloadCmd = "__workload"
+
+func newDemoCmd() *cobra.Command {
+	a := liveArgs{output: "text"}
+	cmd := &cobra.Command{
+		Use:   "demo [--duration D] [-o text|json] [--all-events] [--verify]",
+		Short: "Trace a built-in workload that refuses preemption in every way",
+		Long: `demo starts a workload (this binary, re-executed) whose goroutines spin in an
+assembly loop, a NO_LOCAL_POINTERS assembly loop, a nosplit loop, a large clear
+and a plain loop while the main goroutine allocates, and traces it live. Needs
+the same privileges as tracing any process (root, or CAP_BPF and CAP_PERFMON).`,
+		Example: `  sudo preempttrace demo
+  sudo preempttrace demo --duration 10s --verify
+  sudo preempttrace demo -o json | jq -c 'select(.type=="summary")'`,
+		Args: positional(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := a.check(); err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return fmt.Errorf("find own executable: %w", err)
+			}
+			child := exec.Command(self, workloadCmd, (a.duration + time.Second).String())
+			child.Stdout, child.Stderr = os.Stderr, os.Stderr
+			if err := child.Start(); err != nil {
+				return fmt.Errorf("start workload: %w", err)
+			}
+			defer child.Wait()
+
+			a.pid, a.duration = child.Process.Pid, 0 // stop when the workload exits
+			if err := runLive(cmd.Context(), a, os.Stdout, os.Stderr); err != nil {
+				child.Process.Kill()
+				return err
+			}
+			return nil
+		},
+	}
+	cmd.Flags().DurationVar(&a.duration, "duration", 5*time.Second, "how long the workload runs")
+	addOutputFlags(cmd, &a)
+	return cmd
+}
+
+func newWorkloadCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    workloadCmd + " DURATION",
+		Hidden: true,
+		Args:   positional(cobra.ExactArgs(1)),
+		RunE: func(_ *cobra.Command, args []string) error {
+			d, err := time.ParseDuration(args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			workload.Run(os.Stdout, d)
+			return nil
+		},
+	}
+}
+
+// addOutputFlags declares the flags live tracing and the demo share.
+func addOutputFlags(cmd *cobra.Command, a *liveArgs) {
+	cmd.Flags().StringVarP(&a.output, "output", "o", "text", "text or json (JSON lines)")
+	cmd.Flags().BoolVar(&a.allEvents, "all-events", false, "print accepted attempts too")
+	cmd.Flags().BoolVar(&a.verify, "verify", false,
+		"print each attempt where the runtime's decision differs from the decoder's")
+}

@@ -1,0 +1,293 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/report"
+	"github.com/preempttrace/preempttrace/internal/safepoint"
+	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/target"
+	"github.com/preempttrace/preempttrace/internal/trace"
+)
+
+// liveArgs are the options of live tracing, shared by the root command and demo.
+type liveArgs struct {
+	pid       int
+	verify    bool
+	allEvents bool
+	output    string
+	duration  time.Duration
+}
+
+func (a *liveArgs) check() error {
+	if a.output != "text" && a.output != "json" {
+		return usageError{fmt.Errorf("--output %q: want text or json", a.output)}
+	}
+	if a.duration < 0 {
+		return usageError{errors.New("--duration must not be negative")}
+	}
+	return nil
+}
+
+// session is one attached tracer and what it writes.
+type session struct {
+	args    liveArgs
+	stdout  io.Writer
+	stderr  io.Writer
+	tracer  *probe.Tracer
+	decoder *trace.Decoder
+	summary trace.Summary
+	footer  *footer
+	start   time.Time
+}
+
+// runLive traces a.pid until Ctrl-C, SIGTERM, --duration or the target's exit,
+// then prints the summary. The target keeps running after the probes detach.
+func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
+	proc, err := target.Find(a.pid)
+	if err != nil {
+		return err
+	}
+	f, err := symtab.Open(proc.Exe)
+	if err != nil {
+		return fmt.Errorf("%s (pid %d): %w", proc.ExeName, a.pid, err)
+	}
+	defer f.Close()
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		return fmt.Errorf("%s (pid %d): %w", proc.ExeName, a.pid, err)
+	}
+	bias, err := proc.LoadBias()
+	if err != nil {
+		return err
+	}
+	if err := probe.Preflight(); err != nil {
+		return fmt.Errorf("eBPF backend: %w", err)
+	}
+	warnAsyncPreemptOff(a.pid, stderr)
+
+	goid, err := probe.FindGoidOffset(proc.Exe)
+	if err != nil {
+		fmt.Fprintf(stderr, "preempttrace: goroutine ids unknown: %v\n", err)
+	}
+	tr, err := probe.Attach(probe.Options{PID: a.pid, Exe: proc.Exe, Symtab: f, Goid: goid})
+	if err != nil {
+		return fmt.Errorf("attach to pid %d: %w", a.pid, err)
+	}
+	defer tr.Close()
+
+	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
+		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
+	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s)%s; Ctrl-C to stop\n", a.pid, proc.ExeName,
+		f.Version(), f.Arch(), goidNote(goid))
+	if isTerminal(stderr) {
+		s.footer = &footer{w: stderr}
+	}
+
+	stop := s.stopOn(ctx, a)
+	defer stop()
+	if err := s.read(); err != nil {
+		return err
+	}
+	return s.finish()
+}
+
+func goidNote(g probe.GoidOffset) string {
+	if !g.Known() {
+		return ", goroutine ids unknown (no DWARF)"
+	}
+	return ""
+}
+
+// stopOn stops the tracer on a signal, after the duration, or when the target
+// exits; the returned function releases what it set up.
+func (s *session) stopOn(ctx context.Context, a liveArgs) func() {
+	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	if a.duration > 0 {
+		var cancelSignals = cancel
+		ctx, cancel = context.WithTimeout(ctx, a.duration)
+		cancelTimeout := cancel
+		cancel = func() { cancelTimeout(); cancelSignals() }
+	}
+	exited := watchExit(a.pid)
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-exited:
+		}
+		s.tracer.Stop()
+	}()
+
+	var tick *time.Ticker
+	if s.footer != nil {
+		tick = time.NewTicker(time.Second)
+		go func() {
+			for range tick.C {
+				s.footer.draw(s.status())
+			}
+		}()
+	}
+	return func() {
+		cancel()
+		wg.Wait()
+		if tick != nil {
+			tick.Stop()
+		}
+	}
+}
+
+// watchExit returns a channel closed when pid exits (nil if that cannot be
+// watched; the other stop conditions still apply).
+func watchExit(pid int) <-chan struct{} {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				return
+			}
+		}
+	}()
+	return done
+}
+
+// read decodes and prints events until the tracer is stopped and drained.
+func (s *session) read() error {
+	for {
+		ev, err := s.tracer.Read()
+		if errors.Is(err, probe.ErrStopped) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		r := s.decoder.Decode(s.tracer.Attempt(&ev))
+		s.summary.Add(&r)
+		if err := s.print(&r); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *session) print(r *trace.Record) error {
+	if s.args.output == "json" {
+		return report.LiveJSON(s.stdout, r)
+	}
+	if s.args.verify && r.Mismatch {
+		s.footer.clear()
+		fmt.Fprintf(s.stderr, "mismatch at %#x: %s (decoder %s, runtime %s)\n", r.PC, r.Why,
+			r.Predicted.Reason, r.Runtime)
+	}
+	show := r.Refused() && r.Reason != safepoint.NotWanted
+	if !show && !s.args.allEvents {
+		return nil
+	}
+	s.footer.clear()
+	return report.LiveText(s.stdout, r)
+}
+
+// status is the footer line: totals and rates so far.
+func (s *session) status() string {
+	secs := max(time.Since(s.start).Seconds(), 0.001)
+	c, _ := s.tracer.Counters()
+	return fmt.Sprintf("%d attempts (%.0f/s), %d refused, %d accepted, %d dropped, %d mismatches",
+		s.summary.Events, float64(s.summary.Events)/secs, s.summary.Refused,
+		s.summary.Accepted, c.Lost(), s.summary.Mismatches)
+}
+
+func (s *session) finish() error {
+	s.footer.clear()
+	c, err := s.tracer.Counters()
+	if err != nil {
+		return fmt.Errorf("read drop counters: %w", err)
+	}
+	totals := report.Totals{Dropped: c.Lost(), Duration: time.Since(s.start)}
+	if s.args.output == "json" {
+		return report.SummaryJSON(s.stdout, &s.summary, totals)
+	}
+	return report.SummaryText(s.stdout, &s.summary, totals)
+}
+
+// warnAsyncPreemptOff says so when the target disabled signal preemption, in
+// which case no attempt will ever arrive. Unreadable environments are skipped.
+func warnAsyncPreemptOff(pid int, w io.Writer) {
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return
+	}
+	for _, kv := range strings.Split(string(env), "\x00") {
+		v, ok := strings.CutPrefix(kv, "GODEBUG=")
+		if !ok {
+			continue
+		}
+		for _, setting := range strings.Split(v, ",") {
+			if strings.TrimSpace(setting) == "asyncpreemptoff=1" {
+				fmt.Fprintf(w, "preempttrace: warning: pid %d runs with GODEBUG=asyncpreemptoff=1; "+
+					"the runtime sends no preemption signals, so none will be traced\n", pid)
+			}
+		}
+	}
+}
+
+// footer is a status line kept at the bottom of a terminal.
+type footer struct {
+	mu    sync.Mutex
+	w     io.Writer
+	shown bool
+}
+
+func (f *footer) draw(line string) {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fmt.Fprintf(f.w, "\r\033[K%s", line)
+	f.shown = true
+}
+
+// clear removes the footer before other output; the next tick redraws it.
+func (f *footer) clear() {
+	if f == nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.shown {
+		fmt.Fprint(f.w, "\r\033[K")
+		f.shown = false
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	file, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(file.Fd()), unix.TCGETS)
+	return err == nil
+}
