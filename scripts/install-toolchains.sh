@@ -6,7 +6,11 @@
 #   Go 1.21, 1.22, 1.23 golang-1.2N-go from bookworm-backports /usr/lib/go-1.2N/bin/go
 #   Go 1.27            fetched by the go command             GOTOOLCHAIN=go1.27.3 go
 #
-# plus the C toolchain that external linking and cgo need. It is safe to run again:
+# plus the C toolchain that external linking and cgo need, and clang, llvm and
+# the libbpf and kernel headers that `go generate` needs to rebuild the eBPF
+# objects (scripts/test.sh checks that the committed ones are current).
+#
+# It is safe to run again:
 # what is installed already is left alone, and apt runs only when something is
 # missing, in which case the script must run as root.
 set -euo pipefail
@@ -16,6 +20,7 @@ readonly BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 readonly PACKAGES=(
 	golang-1.19-go golang-1.21-go golang-1.22-go golang-1.23-go
 	gcc libc6-dev binutils
+	clang llvm libbpf-dev linux-libc-dev
 )
 
 log() {

@@ -27,6 +27,20 @@ fi
 step "go vet"
 go vet ./...
 
+step "generated eBPF objects are current"
+if command -v clang >/dev/null; then
+	go generate ./internal/probe
+	if ! git diff --exit-code --stat -- internal/probe; then
+		echo "go generate changed the committed bpf2go output: commit the regenerated files" >&2
+		exit 1
+	fi
+elif [[ ${PREEMPTTRACE_E2E:-} == 1 ]]; then
+	echo "clang is missing (scripts/install-toolchains.sh installs it)" >&2
+	exit 1
+else
+	echo "skipped: no clang (scripts/install-toolchains.sh installs it)"
+fi
+
 step "go test"
 go test -count=1 -timeout 40m ./...
 

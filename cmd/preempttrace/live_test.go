@@ -1,0 +1,148 @@
+//go:build linux
+
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/testutil"
+)
+
+type liveSummary struct {
+	Type       string            `json:"type"`
+	Events     uint64            `json:"events"`
+	Refused    uint64            `json:"refused"`
+	Accepted   uint64            `json:"accepted"`
+	Dropped    uint64            `json:"dropped"`
+	Mismatches uint64            `json:"mismatches"`
+	ByReason   map[string]uint64 `json:"by_reason"`
+	Top        []struct {
+		Func   string `json:"func"`
+		Count  uint64 `json:"count"`
+		Reason string `json:"reason"`
+	} `json:"top"`
+}
+
+// parseJSONLines checks every line of -o json output and returns the attempts
+// and the closing summary.
+func parseJSONLines(t *testing.T, out string) ([]map[string]any, liveSummary) {
+	t.Helper()
+	var attempts []map[string]any
+	var sum liveSummary
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("not JSON: %q", line)
+		}
+		switch m["type"] {
+		case "preempt":
+			for _, key := range []string{"time", "pid", "tid", "goid", "pc", "inlined", "reason",
+				"verdict", "runtime_verdict", "resume_pc"} {
+				if _, ok := m[key]; !ok {
+					t.Fatalf("attempt without %q: %s", key, line)
+				}
+			}
+			attempts = append(attempts, m)
+		case "summary":
+			if err := json.Unmarshal([]byte(line), &sum); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			t.Fatalf("unknown line type: %s", line)
+		}
+	}
+	if sum.Type != "summary" {
+		t.Fatal("no summary line")
+	}
+	return attempts, sum
+}
+
+// TestDemo runs the demo as a user would and checks that every loop of the
+// workload shows up with its reason and the runtime agrees with the decoder.
+func TestDemo(t *testing.T) {
+	testutil.RequireBPF(t)
+	res := runCLI(t, "demo", "--duration", "2s", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	attempts, sum := parseJSONLines(t, res.stdout)
+	if uint64(len(attempts)) != sum.Events || sum.Events == 0 {
+		t.Fatalf("%d attempt lines, summary says %d", len(attempts), sum.Events)
+	}
+	if sum.Mismatches != 0 || sum.Dropped != 0 {
+		t.Errorf("%d mismatches, %d dropped", sum.Mismatches, sum.Dropped)
+	}
+	for _, reason := range []string{"assembly", "no-pointers-stackmap", "unsafe-point", "safe"} {
+		if sum.ByReason[reason] == 0 {
+			t.Errorf("no %s attempt in %v", reason, sum.ByReason)
+		}
+	}
+	if !strings.Contains(res.stderr, "workload: ") {
+		t.Errorf("workload summary missing from stderr: %s", res.stderr)
+	}
+}
+
+// TestTracePID traces a fixture by PID for a while: the tracer stops on
+// --duration, and the target runs on to its normal end and output.
+func TestTracePID(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	target := exec.Command(bin, "nosplit", "3s")
+	var out strings.Builder
+	target.Stdout = &out
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--duration", "1s", "--verify")
+	if err := target.Wait(); err != nil {
+		t.Errorf("target: %v", err)
+	}
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	if !strings.HasPrefix(out.String(), "spin: mode=nosplit") {
+		t.Errorf("target output %q", out.String())
+	}
+	if !strings.Contains(res.stdout, "main.nosplitSpin+") || !strings.Contains(res.stdout, "unsafe-point") {
+		t.Errorf("no nosplit refusal in:\n%.2000s", res.stdout)
+	}
+	if !strings.Contains(res.stdout, ", 0 mismatches") || strings.Contains(res.stderr, "mismatch at") {
+		t.Errorf("mismatches:\n%s\n%s", res.stdout, res.stderr)
+	}
+}
+
+// TestLiveBadInput: live tracing refuses what it cannot trace in one line.
+func TestLiveBadInput(t *testing.T) {
+	sleep := exec.Command("sleep", "5")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+
+	for _, tt := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-p", "999999999"}, 1, "no such process"},
+		{[]string{"-p", strconv.Itoa(sleep.Process.Pid)}, 1, "not a Go binary"},
+		{[]string{"-p", "1", "-o", "yaml"}, 2, "want text or json"},
+	} {
+		res := runCLI(t, tt.args...)
+		lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
+		if res.code != tt.code || len(lines) != 1 || !strings.Contains(res.stderr, tt.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want %d and one line with %q", tt.args, res.code,
+				res.stderr, tt.code, tt.msg)
+		}
+	}
+}
