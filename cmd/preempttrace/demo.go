@@ -37,7 +37,7 @@ the same privileges as tracing any process (root, or CAP_BPF and CAP_PERFMON).`,
 			if err != nil {
 				return fmt.Errorf("find own executable: %w", err)
 			}
-			child := exec.Command(self, workloadCmd, (a.duration + time.Second).String())
+			child := exec.Command(self, workloadCmd, a.duration.String())
 			child.Stdout, child.Stderr = os.Stderr, os.Stderr
 			if err := child.Start(); err != nil {
 				return fmt.Errorf("start workload: %w", err)
