@@ -1,0 +1,86 @@
+//go:build linux
+
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/testutil"
+)
+
+// bundleInput writes a JavaScript module big enough that esbuild works for a
+// second or more, collecting garbage, so the runtime sends preemption signals.
+func bundleInput(t *testing.T) string {
+	t.Helper()
+	var b bytes.Buffer
+	for i := 0; i < 40000; i++ {
+		fmt.Fprintf(&b, "export function f%d(a, b) { const x = a * %d + b; "+
+			"if (x > %d) { return [x, \"s%d\", {k: x}]; } return x - %d; }\n", i, i, i, i, i)
+	}
+	path := filepath.Join(t.TempDir(), "in.js")
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestTraceThirdPartyProgram traces real esbuild releases built by Go 1.17,
+// 1.18, 1.20 and 1.25 (stripped, one without build info) while they minify a
+// large file: attempts arrive, the runtime never contradicts the decoder, and
+// the program's exit status and output are those of an untraced run.
+func TestTraceThirdPartyProgram(t *testing.T) {
+	testutil.RequireBPF(t)
+	input := bundleInput(t)
+	ran := 0
+	for _, b := range fixture.Registry(t) {
+		if !strings.Contains(b.ID, "esbuild") || b.Arch != "amd64" || b.ID < "go1.17" {
+			continue
+		}
+		ran++
+		t.Run(b.ID, func(t *testing.T) {
+			dir := t.TempDir()
+			want := filepath.Join(dir, "want.js")
+			if out, err := exec.Command(b.Path, input, "--minify", "--outfile="+want).
+				CombinedOutput(); err != nil {
+				t.Fatalf("untraced run: %v: %s", err, out)
+			}
+
+			got := filepath.Join(dir, "got.js")
+			prog := exec.Command(b.Path, input, "--minify", "--outfile="+got)
+			if err := prog.Start(); err != nil {
+				t.Fatal(err)
+			}
+			res := runCLI(t, "-p", strconv.Itoa(prog.Process.Pid), "-o", "json", "--verify")
+			if err := prog.Wait(); err != nil {
+				t.Errorf("traced run: %v", err)
+			}
+			if res.code != 0 {
+				t.Fatalf("preempttrace exit %d: %s", res.code, res.stderr)
+			}
+
+			_, sum := parseJSONLines(t, res.stdout)
+			t.Logf("%d attempts: %d refused, %d accepted, by reason %v", sum.Events, sum.Refused,
+				sum.Accepted, sum.ByReason)
+			if sum.Events == 0 || sum.Mismatches != 0 || sum.Dropped != 0 {
+				t.Errorf("%d attempts, %d mismatches, %d dropped", sum.Events, sum.Mismatches,
+					sum.Dropped)
+			}
+			a, _ := os.ReadFile(want)
+			c, _ := os.ReadFile(got)
+			if len(a) == 0 || !bytes.Equal(a, c) {
+				t.Error("traced output differs from the untraced one")
+			}
+		})
+	}
+	if ran == 0 {
+		t.Error("no esbuild binary of Go 1.17+ in the registry manifest")
+	}
+}
