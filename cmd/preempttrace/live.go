@@ -80,7 +80,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	}
 	warnAsyncPreemptOff(a.pid, stderr)
 
-	goid, err := probe.FindGoidOffset(proc.Exe)
+	goid, err := probe.FindGoidOffset(proc.Exe, f.Version())
 	if err != nil {
 		fmt.Fprintf(stderr, "preempttrace: goroutine ids unknown: %v\n", err)
 	}
@@ -107,8 +107,11 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 }
 
 func goidNote(g probe.GoidOffset) string {
-	if !g.Known() {
-		return ", goroutine ids unknown (no DWARF)"
+	switch g.Source {
+	case probe.GoidUnknown:
+		return ", goroutine ids unknown (no DWARF, non-default GOEXPERIMENT)"
+	case probe.GoidFromTable:
+		return ", goroutine ids at the release's default offset (no DWARF)"
 	}
 	return ""
 }

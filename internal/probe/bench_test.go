@@ -50,7 +50,7 @@ func BenchmarkSIGURG(b *testing.B) {
 	if err != nil {
 		b.Fatalf("plan: %v", err)
 	}
-	goid, err := probe.FindGoidOffset(bin)
+	goid, err := probe.FindGoidOffset(bin, f.Version())
 	if err != nil {
 		b.Fatalf("goid offset: %v", err)
 	}

@@ -33,9 +33,10 @@
 // # Supported targets
 //
 // linux/amd64 Go 1.17 and later (the register ABI), any link mode, PIE or not, stripped or
-// not. Stripped binaries are placed from the pclntab, which stripping keeps; only the
-// goroutine id is lost, because FindGoidOffset reads it from DWARF and there is no per-release
-// table yet. Older releases and arm64 targets get an UnsupportedError.
+// not. Stripped binaries are placed from the pclntab, which stripping keeps. FindGoidOffset
+// reads the goroutine id's offset from DWARF, else from a per-release table that holds only
+// for default GOEXPERIMENT settings; a stripped build with other experiments has no goroutine
+// ids. Older releases and arm64 targets get an UnsupportedError.
 //
 // # Losses
 //

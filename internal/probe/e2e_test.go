@@ -47,7 +47,7 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Fatalf("decode %s: %v", bin, err)
 	}
 	t.Cleanup(func() { f.Close() })
-	goid, err := probe.FindGoidOffset(bin)
+	goid, err := probe.FindGoidOffset(bin, f.Version())
 	if err != nil {
 		t.Fatalf("find goid offset: %v", err)
 	}

@@ -5,6 +5,8 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+
+	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
 // GoidSource says where a g.goid offset came from.
@@ -17,7 +19,23 @@ const (
 
 	// GoidFromDWARF means the target's own debug information described runtime.g.
 	GoidFromDWARF GoidSource = "dwarf"
+
+	// GoidFromTable means the binary has no DWARF and the offset is the one its
+	// release puts g.goid at with the default GOEXPERIMENT (goidByRelease).
+	GoidFromTable GoidSource = "release-table"
 )
+
+// goidByRelease is the offset of g.goid by Go minor release, with the default
+// experiments of that release. The rows of releases with a toolchain here
+// (1.19, 1.21–1.23, 1.26, 1.27) are checked against DWARF by TestGoidTable;
+// the others (1.17, 1.18, 1.20, 1.24, 1.25) come from the runtime source of
+// those releases, where goid follows atomicstatus, which moved when 1.23
+// added a field before it and back when 1.25 removed it.
+var goidByRelease = map[int]uint32{
+	17: 152, 18: 152, 19: 152, 20: 152, 21: 152, 22: 152,
+	23: 160, 24: 160,
+	25: 152, 26: 152, 27: 152,
+}
 
 // GoidOffset is where runtime.g keeps the goroutine id in one target. The zero value is
 // unknown, and the probes then leave the id out rather than read a guessed offset.
@@ -32,23 +50,24 @@ func (o GoidOffset) Known() bool { return o.Source != GoidUnknown }
 // errNoRuntimeG reports DWARF that does not describe runtime.g.
 var errNoRuntimeG = errors.New("no runtime.g in DWARF")
 
-// FindGoidOffset reads the offset of g.goid from the DWARF type information of the
-// executable at path. A binary without DWARF (built with -ldflags=-w or stripped) gives the
-// unknown offset and no error; a per-release table for those is not written yet.
+// FindGoidOffset returns where g.goid is in the executable at path, built by release v:
+// from its DWARF type information when it has some, else from the table of releases when
+// the build used the default GOEXPERIMENT settings, which can move the field. Otherwise the
+// offset is unknown, with no error.
 //
 // The runtime's own description of its struct is the only source used, because the layout
 // of g moves between releases and with GOEXPERIMENT settings (go-preemption-internals.md
 // §9: goid is at 152 in most releases and at 160 in Go 1.23 and 1.24).
-func FindGoidOffset(path string) (GoidOffset, error) {
+func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
 	f, err := elf.Open(path)
 	if err != nil {
 		return GoidOffset{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
 
-	// Linking with -w or stripping removes the section; only then is the offset unknown.
+	// Linking with -w or stripping removes the section.
 	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
-		return GoidOffset{}, nil
+		return goidFromTable(v), nil
 	}
 	d, err := f.DWARF()
 	if err != nil {
@@ -57,12 +76,21 @@ func FindGoidOffset(path string) (GoidOffset, error) {
 
 	off, err := goidFromDWARF(d)
 	if errors.Is(err, errNoRuntimeG) {
-		return GoidOffset{}, nil
+		return goidFromTable(v), nil
 	}
 	if err != nil {
 		return GoidOffset{}, fmt.Errorf("read runtime.g from DWARF of %s: %w", path, err)
 	}
 	return GoidOffset{Offset: off, Source: GoidFromDWARF}, nil
+}
+
+// goidFromTable returns the release's offset for a build with default
+// experiments, and unknown otherwise.
+func goidFromTable(v symtab.GoVersion) GoidOffset {
+	if off, ok := goidByRelease[v.Minor]; ok && len(v.Experiments) == 0 {
+		return GoidOffset{Offset: off, Source: GoidFromTable}
+	}
+	return GoidOffset{}
 }
 
 // goidFromDWARF finds runtime.g among the top-level types of each compile unit and returns

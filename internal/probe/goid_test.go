@@ -5,27 +5,34 @@ import (
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
 // goidOffsets is g.goid per Go minor release as go-preemption-internals.md §9 lists it
 // (computed there from each release's runtime source and checked against DWARF).
-var goidOffsets = map[int]uint32{19: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25: 152, 26: 152}
+var goidOffsets = map[int]uint32{19: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25: 152, 26: 152,
+	27: 152}
 
 // TestFindGoidOffset reads g.goid from the DWARF of every toolchain's fixture, and checks
-// that builds without DWARF give the unknown offset rather than a guess.
+// that builds without DWARF take it from the release table.
 func TestFindGoidOffset(t *testing.T) {
 	for _, c := range fixture.Matrix(t) {
 		t.Run(c.Name(), func(t *testing.T) {
 			bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
+			f, err := symtab.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
 
-			got, err := probe.FindGoidOffset(bin)
+			got, err := probe.FindGoidOffset(bin, f.Version())
 			if err != nil {
 				t.Fatalf("FindGoidOffset: %v", err)
 			}
 			if c.Variant.IsStripped() {
-				if got.Known() {
-					t.Fatalf("stripped build: offset %d from %s, want unknown", got.Offset,
-						got.Source)
+				if got.Source != probe.GoidFromTable || got.Offset != goidOffsets[c.Toolchain.Minor] {
+					t.Fatalf("stripped build: %+v, want %d from the release table", got,
+						goidOffsets[c.Toolchain.Minor])
 				}
 				return
 			}
@@ -38,5 +45,22 @@ func TestFindGoidOffset(t *testing.T) {
 			}
 			t.Logf("g.goid at %d", got.Offset)
 		})
+	}
+}
+
+// TestGoidUnknownWithExperiment: without DWARF, a build with a non-default
+// GOEXPERIMENT may have moved g.goid, so the offset stays unknown.
+func TestGoidUnknownWithExperiment(t *testing.T) {
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	v, err := symtab.ParseGoVersion("go1.26.8 X:nogreenteagc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stripped := fixture.Build(t, fixture.Current(t), "spin", fixture.Stripped)
+	if got, err := probe.FindGoidOffset(stripped, v); err != nil || got.Known() {
+		t.Errorf("stripped experiment build: %+v, %v; want unknown", got, err)
+	}
+	if got, err := probe.FindGoidOffset(bin, v); err != nil || got.Source != probe.GoidFromDWARF {
+		t.Errorf("DWARF build: %+v, %v; want DWARF", got, err)
 	}
 }
