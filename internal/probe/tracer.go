@@ -401,7 +401,10 @@ type Counters struct {
 	// InflightFull counts requests dropped because more threads than the in-flight map
 	// holds were in the signal handler at once.
 	InflightFull uint64
-	// VerdictOrphan counts verdicts seen without their entry: the request is lost.
+	// VerdictOrphan counts verdicts seen without their entry. That happens to a request
+	// whose SIGURG arrived in the instant before the entry probe went live, which is not
+	// part of the trace, and to one InflightFull already counts; so it is no loss of its
+	// own, and Lost leaves it out.
 	VerdictOrphan uint64
 	// Late counts events completed by the next request of their thread instead of the
 	// handled probe (EventLate); they are delivered, only later.
@@ -411,7 +414,7 @@ type Counters struct {
 }
 
 // Lost returns the number of requests that will never be read.
-func (c Counters) Lost() uint64 { return c.RingFull + c.InflightFull + c.VerdictOrphan }
+func (c Counters) Lost() uint64 { return c.RingFull + c.InflightFull }
 
 func boolByte(b bool) uint8 {
 	if b {
