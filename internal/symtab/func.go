@@ -1,6 +1,7 @@
 package symtab
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"sort"
@@ -38,12 +39,12 @@ func (fl FuncFlag) String() string {
 
 // Func is one entry of the function table.
 type Func struct {
-	Name       string
-	Entry, End uint64 // [Entry, End) in link-time addresses
-	FuncID     uint8
-	Flag       FuncFlag
-	Args       int32
-	StartLine  int32 // line of the func keyword or TEXT directive; 0 before Go 1.20
+	Name       string   // symbol name, e.g. "main.(*T).run.func1"
+	Entry, End uint64   // [Entry, End) in link-time addresses; End includes alignment padding
+	FuncID     uint8    // the runtime's funcID for special functions, 0 for ordinary ones
+	Flag       FuncFlag // _func.flag bits the release defines
+	Args       int32    // size of the arguments and results, in bytes
+	StartLine  int32    // line of the func keyword or TEXT directive; 0 before Go 1.20
 
 	index              int
 	off                uint64 // of the _func in the pclntab data
@@ -289,8 +290,17 @@ func (f *File) LocalsMap(fn *Func) LocalsMap {
 		return LocalsNil
 	case f.lay.noPointersStackmap && addr == f.noPointersStackmap:
 		return LocalsNoPointersStackmap
-	case !f.lay.noPointersStackmap && fn.Flag&FuncFlagAsm != 0:
+	case !f.lay.noPointersStackmap && fn.Flag&FuncFlagAsm != 0 && f.isEmptyStackmap(addr):
+		// From 1.18 the assembler gives each NO_LOCAL_POINTERS function its own
+		// copy of the empty stackmap (cmd/internal/obj/plist.go), so identity
+		// no longer tells; the content does.
 		return LocalsNoPointersStackmap
 	}
 	return LocalsPresent
+}
+
+// isEmptyStackmap reports whether addr holds the stackmap NO_LOCAL_POINTERS
+// declares: two bitmaps of zero bits.
+func (f *File) isEmptyStackmap(addr uint64) bool {
+	return bytes.Equal(f.img.bytesAt(addr, 8), noPointersStackmapBytes)
 }

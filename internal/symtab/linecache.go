@@ -27,6 +27,9 @@ type lineTables struct {
 	fileIdx []uint32
 	// files holds the names the runs refer to, so a lookup allocates nothing.
 	files []string
+	// maxSP is the function's largest SP offset (MaxSPDelta), which every
+	// Lookup reports and which needs a walk of the whole pcsp table.
+	maxSP int32
 }
 
 func (f *File) decodePacked(fn *Func, tb Table) ([]packedRun, error) {
@@ -60,7 +63,11 @@ func (f *File) lineTablesOf(fn *Func) (*lineTables, error) {
 	if err != nil {
 		return nil, err
 	}
-	lt := &lineTables{}
+	maxSP, err := f.MaxSPDelta(fn)
+	if err != nil {
+		return nil, err
+	}
+	lt := &lineTables{maxSP: maxSP}
 	names := map[int32]uint32{}
 	for i, j := 0, 0; i < len(file) && j < len(line); {
 		fileIdx, ok := names[file[i].val]

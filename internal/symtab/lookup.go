@@ -8,10 +8,10 @@ import (
 // Frame is one logical call frame at a PC: an inlined call or the function
 // that physically holds the code.
 type Frame struct {
-	Func   string
-	File   string
-	Line   int
-	FuncID uint8
+	Func   string // function name
+	File   string // source file, "?" when the table has none
+	Line   int    // line executing in this frame
+	FuncID uint8  // the function's funcID
 }
 
 // maxInlineDepth bounds the walk up an inline tree, so that a corrupt tree
@@ -124,8 +124,8 @@ func (f *File) InlinedName(fn *Func, ix int32) (string, error) {
 
 // PCInfo is everything the tables say about one PC.
 type PCInfo struct {
-	PC   uint64
-	Func *Func
+	PC   uint64 // the link-time address asked about
+	Func *Func  // the function that physically holds PC
 
 	// File and Line are the innermost source position, as debug/gosym gives it.
 	File string
@@ -139,9 +139,9 @@ type PCInfo struct {
 	UnsafePoint      int32
 	UnsafePointStart uint64
 
-	LocalsMap  LocalsMap
-	SPDelta    int32 // SP offset from the entry SP at PC
-	MaxSPDelta int32 // largest SP offset in the function
+	LocalsMap  LocalsMap // the function's locals pointer map
+	SPDelta    int32     // SP offset from the entry SP at PC
+	MaxSPDelta int32     // largest SP offset in the function
 }
 
 // Lookup decodes everything about pc. It fails with ErrNotFound when pc is
@@ -165,9 +165,11 @@ func (f *File) Lookup(pc uint64) (*PCInfo, error) {
 	if info.SPDelta, _, err = f.PCValue(fn, TableSP, pc); err != nil {
 		return nil, fmt.Errorf("pc %#x: %w", pc, err)
 	}
-	if info.MaxSPDelta, err = f.MaxSPDelta(fn); err != nil {
+	lt, err := f.lineTablesOf(fn)
+	if err != nil {
 		return nil, fmt.Errorf("pc %#x: %w", pc, err)
 	}
+	info.MaxSPDelta = lt.maxSP
 	return info, nil
 }
 

@@ -48,8 +48,8 @@ func (f *File) tableOffset(fn *Func, tb Table) uint32 {
 
 // Run is a range of PCs over which a table has one value.
 type Run struct {
-	Start, End uint64
-	Value      int32
+	Start, End uint64 // [Start, End) in link-time addresses
+	Value      int32  // the table's value over the run
 }
 
 // pcIter steps through one pc-value table as the runtime's step does: pairs
