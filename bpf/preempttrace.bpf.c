@@ -262,7 +262,11 @@ preempttrace_handled(struct pt_regs *ctx)
 	if (!req)
 		return 0;
 
-	submit(req, cfg_have_verdict ? VERDICT_NOT_WANTED : VERDICT_UNKNOWN, 0, 0,
+	/*
+	 * While the probes are being removed (tracing is cleared first, the verdict probe may
+	 * already be gone) a missing verdict no longer means the runtime did not ask.
+	 */
+	submit(req, cfg_have_verdict && tracing ? VERDICT_NOT_WANTED : VERDICT_UNKNOWN, 0, 0,
 	       bpf_ktime_get_ns());
 	bpf_map_delete_elem(&inflight, &tid);
 	return 0;

@@ -50,7 +50,10 @@ enum counter {
 	COUNTER_RINGBUF_FULL = 0,
 	/* The in-flight map was full at doSigPreempt entry: the event is lost. */
 	COUNTER_INFLIGHT_FULL = 1,
-	/* A verdict arrived for a thread with no request in flight: the event is lost. */
+	/*
+	 * A verdict arrived for a thread with no request in flight: its SIGURG came just before
+	 * tracing began, or its entry was already counted in COUNTER_INFLIGHT_FULL.
+	 */
 	COUNTER_VERDICT_ORPHAN = 2,
 	/* A request was still in flight when the next one began (see EVENT_LATE). */
 	COUNTER_LATE = 3,

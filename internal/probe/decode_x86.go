@@ -54,11 +54,10 @@ func decoderFor(symtab.Arch) decoder {
 // and result registers (cmd/compile/abi-internal.md).
 var goArgRegs = []x86asm.Reg{x86asm.RAX, x86asm.RBX}
 
-// readsArgs keeps instructions that leave doSigPreempt's gp and ctxt arguments alone.
-func readsArgs(in insn) bool { return !in.writesAny(goArgRegs) }
-
-// readsResults keeps instructions that leave isAsyncSafePoint's ok and newpc results alone.
-func readsResults(in insn) bool { return !in.writesAny(goArgRegs) }
+// keepsGoRegs keeps instructions that leave the first two argument registers alone: they
+// hold doSigPreempt's gp and ctxt at its entry, and isAsyncSafePoint's ok and newpc after
+// its call, since Go returns results in the argument registers.
+func keepsGoRegs(in insn) bool { return !in.writesAny(goArgRegs) }
 
 // readsNothing keeps every instruction: the handled probe reads no register.
 func readsNothing(insn) bool { return true }

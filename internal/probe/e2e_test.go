@@ -287,7 +287,8 @@ func verdicts(events []probe.Event) string {
 // TestAttachSpin traces the spin fixture of the current toolchain, as a plain executable, a
 // PIE and a stripped external PIE, and checks the runtime's verdicts against what the loops
 // are: a nosplit loop is never preempted asynchronously, an ordinary loop is, at the PC it
-// was interrupted at. The stripped build has no DWARF, so its events carry no goroutine id.
+// was interrupted at. The stripped build has no DWARF; its goroutine ids come from the
+// release table.
 func TestAttachSpin(t *testing.T) {
 	testutil.RequireBPF(t)
 	tc := fixture.Current(t)

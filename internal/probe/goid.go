@@ -55,9 +55,9 @@ var errNoRuntimeG = errors.New("no runtime.g in DWARF")
 // the build used the default GOEXPERIMENT settings, which can move the field. Otherwise the
 // offset is unknown, with no error.
 //
-// The runtime's own description of its struct is the only source used, because the layout
-// of g moves between releases and with GOEXPERIMENT settings (go-preemption-internals.md
-// §9: goid is at 152 in most releases and at 160 in Go 1.23 and 1.24).
+// The runtime's own description of its struct comes first, because the layout of g moves
+// between releases and with GOEXPERIMENT settings (runtime/runtime2.go: goid is at 152 in
+// most releases and at 160 in Go 1.23 and 1.24).
 func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
 	f, err := elf.Open(path)
 	if err != nil {

@@ -8,8 +8,8 @@ import (
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
-// goidOffsets is g.goid per Go minor release as go-preemption-internals.md §9 lists it
-// (computed there from each release's runtime source and checked against DWARF).
+// goidOffsets is g.goid per Go minor release, read from runtime.g in each release's
+// runtime/runtime2.go; TestFindGoidOffset checks them against DWARF.
 var goidOffsets = map[int]uint32{19: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25: 152, 26: 152,
 	27: 152}
 

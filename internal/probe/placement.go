@@ -7,8 +7,8 @@ import (
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
-// The runtime functions the probes sit in. Their pclntab names are the same in every Go
-// release since 1.14 (go-preemption-internals.md §2.3).
+// The runtime functions the probes sit in (runtime/signal_unix.go, runtime/preempt.go).
+// Their pclntab names are the same in every Go release since 1.14.
 const (
 	fnDoSigPreempt     = "runtime.doSigPreempt"
 	fnIsAsyncSafePoint = "runtime.isAsyncSafePoint"
@@ -105,7 +105,7 @@ func PlanProbes(f *symtab.File) (*Plan, error) {
 	// Entry: gp and ctxt are read from the argument registers, so walk only over instructions
 	// that leave them alone, which in every release is the stack-bound check before the
 	// conditional jump to morestack.
-	entry, err := walk(f, dec, sig.Entry, code, readsArgs, SiteEntry,
+	entry, err := walk(f, dec, sig.Entry, code, keepsGoRegs, SiteEntry,
 		"first instruction of "+fnDoSigPreempt)
 	if err != nil {
 		return nil, err
@@ -142,7 +142,7 @@ func planVerdict(f *symtab.File, dec decoder, sig *symtab.Func, code []byte) (*P
 	}
 
 	off := next - sig.Entry
-	pl, err := walk(f, dec, next, code[off:], readsResults, SiteVerdict,
+	pl, err := walk(f, dec, next, code[off:], keepsGoRegs, SiteVerdict,
 		"instruction after the call of "+fnIsAsyncSafePoint)
 	if err != nil {
 		return nil, err.Error()

@@ -230,6 +230,13 @@ func checkSameCode(exe string, f *symtab.File, plan *Plan) error {
 
 	for _, pl := range plan.Placements() {
 		want := f.Bytes(pl.Addr, 16)
+		if want == nil {
+			want = f.Bytes(pl.Addr, 1) // a site in the last bytes of its segment
+		}
+		if want == nil {
+			return fmt.Errorf("%s probe site %#x has no bytes in the decoded executable",
+				pl.Site, pl.Addr)
+		}
 		got := make([]byte, len(want))
 		if _, err := r.ReadAt(got, int64(pl.FileOffset)); err != nil {
 			return fmt.Errorf("read %s probe site of %s: %w", pl.Site, exe, err)
