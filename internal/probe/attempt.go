@@ -30,7 +30,7 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	}
 	a.GoID, a.GoIDKnown = ev.GoroutineID()
 	if ev.Has(EventRegs) {
-		a.PC, a.SP, a.FP = ev.Pc, ev.Sp, ev.Fp
+		a.PC, a.SP, a.FP, a.RegsKnown = ev.Pc, ev.Sp, ev.Fp, true
 	}
 	if a.Runtime == trace.RuntimeAccepted {
 		a.ResumePC = ev.ResumePc

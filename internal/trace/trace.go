@@ -6,6 +6,7 @@ package trace
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/preempttrace/preempttrace/internal/safepoint"
@@ -29,7 +30,10 @@ const (
 )
 
 func (v RuntimeVerdict) String() string {
-	return [...]string{"unknown", "refused", "accepted", "not-wanted"}[min(v, RuntimeNotWanted)]
+	if v > RuntimeNotWanted {
+		return fmt.Sprintf("verdict(%d)", uint8(v))
+	}
+	return [...]string{"unknown", "refused", "accepted", "not-wanted"}[v]
 }
 
 // Attempt is one preemption signal that reached the runtime's handler.
@@ -42,8 +46,9 @@ type Attempt struct {
 	GoIDKnown bool
 
 	// PC, SP and FP are the interrupted registers, in the process's address
-	// space (a PIE's load bias included).
+	// space (a PIE's load bias included), when RegsKnown.
 	PC, SP, FP uint64
+	RegsKnown  bool
 
 	// Runtime and ResumePC are the runtime's own decision, when observed.
 	Runtime  RuntimeVerdict
@@ -81,6 +86,9 @@ func (r *Record) Refused() bool {
 	return !r.Reason.Accepted()
 }
 
+// errNoRegisters marks an attempt whose interrupted registers could not be read.
+var errNoRegisters = errors.New("interrupted registers unknown")
+
 // Decoder decodes attempts against one binary.
 type Decoder struct {
 	file  *symtab.File
@@ -109,6 +117,14 @@ func (d *Decoder) Decode(a Attempt) Record {
 		st.Wanted = safepoint.No
 	} else if a.Runtime != RuntimeUnknown {
 		st.Wanted = safepoint.Yes
+	}
+
+	if !a.RegsKnown {
+		// Without the PC nothing can be decoded, and guessing "not Go code" from
+		// a zero PC would be a plausible wrong answer.
+		r.Reason = safepoint.Unknown
+		r.DecodeErr = errNoRegisters
+		return r
 	}
 
 	facts := safepoint.PC{PC: a.PC - d.bias}

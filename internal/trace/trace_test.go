@@ -52,21 +52,24 @@ func TestDecode(t *testing.T) {
 		mismatch bool
 		refused  bool
 	}{
-		{"refused as predicted", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeRefused},
+		{"refused as predicted", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeRefused},
 			safepoint.UnsafePoint, false, true},
-		{"accepted as predicted", trace.Attempt{PC: plain, Runtime: trace.RuntimeAccepted,
+		{"accepted as predicted", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeAccepted,
 			ResumePC: plain}, safepoint.Safe, false, false},
-		{"refused by unseen state", trace.Attempt{PC: plain, Runtime: trace.RuntimeRefused},
+		{"refused by unseen state", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeRefused},
 			safepoint.Unknown, false, true},
-		{"accepted against the rules", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeAccepted,
+		{"accepted against the rules", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeAccepted,
 			ResumePC: nosplit}, safepoint.UnsafePoint, true, false},
-		{"wrong resume pc", trace.Attempt{PC: plain, Runtime: trace.RuntimeAccepted,
+		{"wrong resume pc", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeAccepted,
 			ResumePC: plain + 1}, safepoint.Safe, true, false},
-		{"not wanted", trace.Attempt{PC: nosplit, Runtime: trace.RuntimeNotWanted},
+		{"not wanted", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeNotWanted},
 			safepoint.NotWanted, false, true},
-		{"outside Go", trace.Attempt{PC: 0x10, Runtime: trace.RuntimeRefused},
+		{"outside Go", trace.Attempt{RegsKnown: true, PC: 0x10, Runtime: trace.RuntimeRefused},
 			safepoint.NotGoCode, false, true},
-		{"runtime unseen", trace.Attempt{PC: nosplit}, safepoint.UnsafePoint, false, true},
+		{"runtime unseen", trace.Attempt{RegsKnown: true, PC: nosplit}, safepoint.UnsafePoint, false,
+			true},
+		{"registers unseen", trace.Attempt{Runtime: trace.RuntimeRefused}, safepoint.Unknown,
+			false, true},
 	}
 	var sum trace.Summary
 	for _, tt := range tests {
@@ -83,11 +86,17 @@ func TestDecode(t *testing.T) {
 		})
 	}
 
-	if sum.Events != uint64(len(tests)) || sum.Mismatches != 2 || sum.NotWanted != 1 {
+	if sum.Events != uint64(len(tests)) || sum.Mismatches != 2 || sum.NotWanted != 1 ||
+		sum.DecodeErrors != 1 {
 		t.Errorf("summary %+v", sum)
 	}
-	top := sum.Top(1)
-	if len(top) != 1 || top[0].Func != "main.nosplitSpin" || top[0].Reason != safepoint.UnsafePoint {
-		t.Errorf("top %+v", top)
+	var nosplitTop *trace.FuncCount
+	for _, fc := range sum.Top(3) {
+		if fc.Func == "main.nosplitSpin" {
+			nosplitTop = &fc
+		}
+	}
+	if nosplitTop == nil || nosplitTop.Count != 2 || nosplitTop.Reason != safepoint.UnsafePoint {
+		t.Errorf("top %+v", sum.Top(3))
 	}
 }
