@@ -50,14 +50,23 @@ type session struct {
 	stderr  io.Writer
 	tracer  *probe.Tracer
 	decoder *trace.Decoder
-	summary trace.Summary
 	footer  *footer
 	start   time.Time
+
+	// mu guards summary, which the footer reads while read adds to it.
+	mu      sync.Mutex
+	summary trace.Summary
 }
 
-// runLive traces a.pid until Ctrl-C, SIGTERM, --duration or the target's exit,
-// then prints the summary. The target keeps running after the probes detach.
+// runLive traces a.pid until Ctrl-C, SIGTERM, SIGHUP, --duration or the
+// target's exit, then prints the summary. The target keeps running after the
+// probes detach.
 func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
+	// Signals are ours from the start, so that Ctrl-C while the probes are
+	// being placed still detaches them and ends with a summary.
+	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer cancel()
+
 	proc, err := target.Find(a.pid)
 	if err != nil {
 		return err
@@ -75,9 +84,6 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := probe.Preflight(); err != nil {
-		return fmt.Errorf("eBPF backend: %w", err)
-	}
 	warnAsyncPreemptOff(a.pid, stderr)
 
 	goid, err := probe.FindGoidOffset(proc.Exe, f.Version())
@@ -86,21 +92,31 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	}
 	tr, err := probe.Attach(probe.Options{PID: a.pid, Exe: proc.Exe, Symtab: f, Goid: goid})
 	if err != nil {
-		return fmt.Errorf("attach to pid %d: %w", a.pid, err)
+		return fmt.Errorf("attach to pid %d: %w (scan and explain still work on this binary)",
+			a.pid, err)
 	}
-	defer tr.Close()
+	defer func() {
+		if err := tr.Close(); err != nil {
+			fmt.Fprintf(stderr, "preempttrace: detach: %v\n", err)
+		}
+	}()
 
 	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
 		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
 	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s)%s; Ctrl-C to stop\n", a.pid, proc.ExeName,
 		f.Version(), f.Arch(), goidNote(goid))
+	for _, why := range tr.Plan().Missing {
+		fmt.Fprintf(stderr, "preempttrace: probe left out, runtime verdicts partly unknown: %s\n",
+			why)
+	}
 	if isTerminal(stderr) {
 		s.footer = &footer{w: stderr}
 	}
 
 	stop := s.stopOn(ctx, a)
-	defer stop()
-	if err := s.read(); err != nil {
+	err = s.read()
+	stop()
+	if err != nil {
 		return err
 	}
 	return s.finish()
@@ -109,7 +125,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 func goidNote(g probe.GoidOffset) string {
 	switch g.Source {
 	case probe.GoidUnknown:
-		return ", goroutine ids unknown (no DWARF, non-default GOEXPERIMENT)"
+		return ", goroutine ids unknown"
 	case probe.GoidFromTable:
 		return ", goroutine ids at the release's default offset (no DWARF)"
 	}
@@ -117,60 +133,73 @@ func goidNote(g probe.GoidOffset) string {
 }
 
 // stopOn stops the tracer on a signal, after the duration, or when the target
-// exits; the returned function releases what it set up.
+// exits, and keeps the footer drawn; the returned function ends all of it and
+// returns once nothing of it runs any more.
 func (s *session) stopOn(ctx context.Context, a liveArgs) func() {
-	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
 	if a.duration > 0 {
-		var cancelSignals = cancel
+		var cancelParent = cancel
 		ctx, cancel = context.WithTimeout(ctx, a.duration)
 		cancelTimeout := cancel
-		cancel = func() { cancelTimeout(); cancelSignals() }
+		cancel = func() { cancelTimeout(); cancelParent() }
 	}
-	exited := watchExit(a.pid)
 
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		select {
 		case <-ctx.Done():
-		case <-exited:
+		case <-watchExit(ctx, a.pid):
 		}
 		s.tracer.Stop()
 	}()
-
-	var tick *time.Ticker
-	if s.footer != nil {
-		tick = time.NewTicker(time.Second)
-		go func() {
-			for range tick.C {
-				s.footer.draw(s.status())
-			}
-		}()
-	}
+	go func() {
+		defer wg.Done()
+		s.drawFooter(ctx)
+	}()
 	return func() {
 		cancel()
 		wg.Wait()
-		if tick != nil {
-			tick.Stop()
+	}
+}
+
+// drawFooter redraws the status line every second until ctx ends.
+func (s *session) drawFooter(ctx context.Context) {
+	if s.footer == nil {
+		return
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			s.footer.draw(s.status())
 		}
 	}
 }
 
-// watchExit returns a channel closed when pid exits (nil if that cannot be
-// watched; the other stop conditions still apply).
-func watchExit(pid int) <-chan struct{} {
+// exitPollInterval is how often watchExit checks whether it should give up.
+const exitPollInterval = 200 * time.Millisecond
+
+// watchExit returns a channel closed when pid exits. It stops watching, and
+// releases its pidfd, when ctx ends; without pidfds it never fires and the
+// other stop conditions still apply.
+func watchExit(ctx context.Context, pid int) <-chan struct{} {
+	done := make(chan struct{})
 	fd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
-		return nil
+		return done
 	}
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+		for ctx.Err() == nil {
+			n, err := unix.Poll(fds, int(exitPollInterval.Milliseconds()))
+			if n > 0 || (err != nil && err != unix.EINTR) {
+				close(done)
 				return
 			}
 		}
@@ -189,7 +218,9 @@ func (s *session) read() error {
 			return fmt.Errorf("read events: %w", err)
 		}
 		r := s.decoder.Decode(s.tracer.Attempt(&ev))
+		s.mu.Lock()
 		s.summary.Add(&r)
+		s.mu.Unlock()
 		if err := s.print(&r); err != nil {
 			return err
 		}
@@ -217,6 +248,8 @@ func (s *session) print(r *trace.Record) error {
 func (s *session) status() string {
 	secs := max(time.Since(s.start).Seconds(), 0.001)
 	c, _ := s.tracer.Counters()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	return fmt.Sprintf("%d attempts (%.0f/s), %d refused, %d accepted, %d dropped, %d mismatches",
 		s.summary.Events, float64(s.summary.Events)/secs, s.summary.Refused,
 		s.summary.Accepted, c.Lost(), s.summary.Mismatches)
@@ -228,7 +261,8 @@ func (s *session) finish() error {
 	if err != nil {
 		return fmt.Errorf("read drop counters: %w", err)
 	}
-	totals := report.Totals{Dropped: c.Lost(), Duration: time.Since(s.start)}
+	totals := report.Totals{Dropped: c.Lost(), InFlight: c.InFlight, Late: c.Late,
+		Duration: time.Since(s.start)}
 	if s.args.output == "json" {
 		return report.SummaryJSON(s.stdout, &s.summary, totals)
 	}

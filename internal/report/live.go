@@ -56,6 +56,7 @@ type attemptJSON struct {
 	Verdict        string           `json:"verdict"`
 	RuntimeVerdict string           `json:"runtime_verdict"`
 	ResumePC       *hex             `json:"resume_pc"`
+	StateUnchecked bool             `json:"state_unchecked"`
 	Mismatch       string           `json:"mismatch,omitempty"`
 }
 
@@ -65,6 +66,7 @@ func LiveJSON(w io.Writer, r *trace.Record) error {
 		Type: "preempt", Time: r.Time, PID: r.PID, TID: r.TID, PC: hex(r.PC),
 		Inlined: []frameJSON{}, Reason: r.Reason, Verdict: "refused",
 		RuntimeVerdict: r.Runtime.String(), Mismatch: r.Why,
+		StateUnchecked: r.Predicted.StateUnchecked,
 	}
 	if !r.Refused() {
 		out.Verdict = "accepted"
@@ -91,6 +93,8 @@ func LiveJSON(w io.Writer, r *trace.Record) error {
 // backend lost or could not observe.
 type Totals struct {
 	Dropped  uint64 // attempts the backend lost
+	InFlight uint64 // attempts under way when tracing stopped, never completed
+	Late     uint64 // attempts completed late, by the next one of their thread
 	Duration time.Duration
 }
 
@@ -107,6 +111,8 @@ type summaryJSON struct {
 	Accepted     uint64                      `json:"accepted"`
 	NotWanted    uint64                      `json:"not_wanted"`
 	Dropped      uint64                      `json:"dropped"`
+	InFlight     uint64                      `json:"in_flight"`
+	Late         uint64                      `json:"late"`
 	Mismatches   uint64                      `json:"mismatches"`
 	DecodeErrors uint64                      `json:"decode_errors"`
 	Seconds      float64                     `json:"seconds"`
@@ -121,7 +127,8 @@ const summaryTop = 10
 func SummaryJSON(w io.Writer, s *trace.Summary, t Totals) error {
 	out := summaryJSON{
 		Type: "summary", Events: s.Events, Refused: s.Refused, Accepted: s.Accepted,
-		NotWanted: s.NotWanted, Dropped: t.Dropped, Mismatches: s.Mismatches,
+		NotWanted: s.NotWanted, Dropped: t.Dropped, InFlight: t.InFlight, Late: t.Late,
+		Mismatches:   s.Mismatches,
 		DecodeErrors: s.DecodeErrors, Seconds: t.Duration.Seconds(),
 		ByReason: s.ByReason, Top: []topJSON{},
 	}
@@ -141,6 +148,10 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 		s.NotWanted, t.Dropped, s.Mismatches)
 	if s.DecodeErrors > 0 {
 		fmt.Fprintf(w, "%d attempts could not be decoded\n", s.DecodeErrors)
+	}
+	if t.InFlight > 0 || t.Late > 0 {
+		fmt.Fprintf(w, "%d attempts still in the handler when tracing stopped, %d completed late\n",
+			t.InFlight, t.Late)
 	}
 	if len(s.ByReason) > 0 {
 		fmt.Fprintln(w, "\nBy reason:")
