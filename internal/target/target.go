@@ -4,14 +4,11 @@
 package target
 
 import (
-	"bufio"
 	"debug/elf"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
-	"syscall"
 )
 
 // ErrNoProcess reports a PID with no live process.
@@ -47,8 +44,11 @@ func Find(pid int) (*Process, error) {
 }
 
 // LoadBias returns what the kernel added to the executable's link-time
-// addresses: 0 for a fixed-address (ET_EXEC) binary, the mapping base for a
-// PIE.
+// addresses: 0 for a fixed-address (ET_EXEC) binary, the load base for a PIE.
+//
+// The kernel tells each process where its program headers were mapped
+// (AT_PHDR in /proc/PID/auxv); the difference to their link-time address is
+// the bias, exactly, whatever the mappings look like.
 func (p *Process) LoadBias() (uint64, error) {
 	ef, err := elf.Open(p.Exe)
 	if err != nil {
@@ -59,61 +59,70 @@ func (p *Process) LoadBias() (uint64, error) {
 		return 0, nil
 	}
 
-	// The first PT_LOAD (file offset 0) is mapped at bias + its page-aligned vaddr.
-	var first *elf.Prog
-	for _, pr := range ef.Progs {
-		if pr.Type == elf.PT_LOAD {
-			first = pr
-			break
-		}
+	linked, err := phdrAddr(ef, p.Exe)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", p.ExeName, err)
 	}
-	if first == nil {
-		return 0, fmt.Errorf("%s has no loadable segment", p.ExeName)
-	}
-	start, err := p.exeMappingStart()
+	mapped, err := p.auxv(atPHDR)
 	if err != nil {
 		return 0, err
 	}
-	page := uint64(os.Getpagesize())
-	return start - (first.Vaddr &^ (page - 1)), nil
+	return mapped - linked, nil
 }
 
-// exeMappingStart returns the start of the executable's mapping at file
-// offset 0, matched by device and inode so a renamed file still matches.
-func (p *Process) exeMappingStart() (uint64, error) {
-	st, err := os.Stat(p.Exe)
-	if err != nil {
-		return 0, fmt.Errorf("stat %s: %w", p.Exe, err)
-	}
-	sys, ok := st.Sys().(*syscall.Stat_t)
-	if !ok {
-		return 0, errors.New("stat: no inode")
-	}
+// atPHDR is the auxiliary vector entry holding the address of the program
+// headers in memory (linux/auxvec.h).
+const atPHDR = 3
 
-	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", p.PID))
+// phdrAddr returns the link-time address of the program header table: PT_PHDR
+// when present, else the address of e_phoff within the segment that maps it.
+func phdrAddr(ef *elf.File, path string) (uint64, error) {
+	for _, pr := range ef.Progs {
+		if pr.Type == elf.PT_PHDR {
+			return pr.Vaddr, nil
+		}
+	}
+	phoff, err := programHeaderOffset(path)
 	if err != nil {
-		return 0, fmt.Errorf("read maps of pid %d: %w", p.PID, err)
+		return 0, err
 	}
-	defer maps.Close()
+	for _, pr := range ef.Progs {
+		if pr.Type == elf.PT_LOAD && phoff >= pr.Off && phoff < pr.Off+pr.Filesz {
+			return pr.Vaddr + phoff - pr.Off, nil
+		}
+	}
+	return 0, errors.New("program headers are not in a loadable segment")
+}
 
-	sc := bufio.NewScanner(maps)
-	for sc.Scan() {
-		// start-end perms offset dev inode path
-		f := strings.Fields(sc.Text())
-		if len(f) < 6 || f[2] != "00000000" {
-			continue
-		}
-		if ino, _ := strconv.ParseUint(f[4], 10, 64); ino != sys.Ino {
-			continue
-		}
-		start, err := strconv.ParseUint(strings.SplitN(f[0], "-", 2)[0], 16, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse maps of pid %d: %w", p.PID, err)
-		}
-		return start, nil
+// programHeaderOffset reads e_phoff of a 64-bit little-endian ELF file, which
+// debug/elf does not expose.
+func programHeaderOffset(path string) (uint64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read maps of pid %d: %w", p.PID, err)
+	defer f.Close()
+	var hdr elf.Header64
+	if err := binary.Read(f, binary.LittleEndian, &hdr); err != nil {
+		return 0, fmt.Errorf("read ELF header of %s: %w", path, err)
 	}
-	return 0, fmt.Errorf("pid %d: executable mapping not found in /proc/%d/maps", p.PID, p.PID)
+	return hdr.Phoff, nil
+}
+
+// auxv returns the value of one auxiliary vector entry of the process.
+func (p *Process) auxv(key uint64) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", p.PID))
+	if err != nil {
+		return 0, fmt.Errorf("read auxv of pid %d: %w", p.PID, err)
+	}
+	for i := 0; i+16 <= len(data); i += 16 {
+		k := binary.LittleEndian.Uint64(data[i:])
+		if k == key {
+			return binary.LittleEndian.Uint64(data[i+8:]), nil
+		}
+		if k == 0 {
+			break
+		}
+	}
+	return 0, fmt.Errorf("pid %d: auxv has no entry %d", p.PID, key)
 }
