@@ -3,9 +3,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -24,7 +26,8 @@ func newDemoCmd() *cobra.Command {
 		Long: `demo starts a workload (this binary, re-executed) whose goroutines spin in an
 assembly loop, a NO_LOCAL_POINTERS assembly loop, a nosplit loop, a large clear
 and a plain loop while the main goroutine allocates, and traces it live. Needs
-the same privileges as tracing any process (root, or CAP_BPF and CAP_PERFMON).`,
+the same privileges as tracing any process: root (creating uprobes needs
+CAP_SYS_ADMIN on current kernels).`,
 		Example: `  sudo preempttrace demo
   sudo preempttrace demo --duration 10s --verify
   sudo preempttrace demo -o json | jq -c 'select(.type=="summary")'`,
@@ -39,15 +42,23 @@ the same privileges as tracing any process (root, or CAP_BPF and CAP_PERFMON).`,
 			}
 			child := exec.Command(self, workloadCmd, a.duration.String())
 			child.Stdout, child.Stderr = os.Stderr, os.Stderr
+			// The workload must not outlive the demo, however the demo ends.
+			child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 			if err := child.Start(); err != nil {
 				return fmt.Errorf("start workload: %w", err)
 			}
-			defer child.Wait()
 
 			a.pid, a.duration = child.Process.Pid, 0 // stop when the workload exits
-			if err := runLive(cmd.Context(), a, os.Stdout, os.Stderr); err != nil {
-				child.Process.Kill()
-				return err
+			traceErr := runLive(cmd.Context(), a, os.Stdout, os.Stderr)
+
+			// Stopped early (Ctrl-C, an error): end the workload too.
+			child.Process.Signal(syscall.SIGTERM)
+			waitErr := child.Wait()
+			if traceErr != nil {
+				return traceErr
+			}
+			if waitErr != nil && !stoppedBy(waitErr, syscall.SIGTERM) {
+				return fmt.Errorf("workload: %w", waitErr)
 			}
 			return nil
 		},
@@ -79,4 +90,14 @@ func addOutputFlags(cmd *cobra.Command, a *liveArgs) {
 	cmd.Flags().BoolVar(&a.allEvents, "all-events", false, "print accepted attempts too")
 	cmd.Flags().BoolVar(&a.verify, "verify", false,
 		"print each attempt where the runtime's decision differs from the decoder's")
+}
+
+// stoppedBy reports whether err says the process died of sig.
+func stoppedBy(err error, sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
 }
