@@ -23,6 +23,10 @@ readonly PACKAGES=(
 	clang llvm libbpf-dev linux-libc-dev
 )
 
+# npm fetches the registry fixtures (scripts/fetch-registry-binaries.sh); the
+# machine's own Node.js may provide it, else Debian's package does.
+readonly NPM_PACKAGE=npm
+
 log() {
 	echo "install-toolchains: $*"
 }
