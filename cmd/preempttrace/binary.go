@@ -54,8 +54,8 @@ func userMessage(err error) string {
 	switch {
 	case errors.Is(err, symtab.ErrNotGo):
 		return fmt.Sprintf("%v (preempttrace reads programs built by the Go toolchain)", err)
-	case errors.As(err, &ue):
-		return err.Error()
+	case errors.As(err, &ue) && ue.What == "Go version":
+		return fmt.Sprintf("%v; a newer Go than supported needs a newer preempttrace", err)
 	}
 	return err.Error()
 }

@@ -276,17 +276,22 @@ func warnAsyncPreemptOff(pid int, w io.Writer) {
 	if err != nil {
 		return
 	}
+	off := false
 	for _, kv := range strings.Split(string(env), "\x00") {
 		v, ok := strings.CutPrefix(kv, "GODEBUG=")
 		if !ok {
 			continue
 		}
+		// The runtime applies the settings in order, so the last one counts.
 		for _, setting := range strings.Split(v, ",") {
-			if strings.TrimSpace(setting) == "asyncpreemptoff=1" {
-				fmt.Fprintf(w, "preempttrace: warning: pid %d runs with GODEBUG=asyncpreemptoff=1; "+
-					"the runtime sends no preemption signals, so none will be traced\n", pid)
+			if val, ok := strings.CutPrefix(strings.TrimSpace(setting), "asyncpreemptoff="); ok {
+				off = val == "1"
 			}
 		}
+	}
+	if off {
+		fmt.Fprintf(w, "preempttrace: warning: pid %d runs with GODEBUG=asyncpreemptoff=1; "+
+			"the runtime sends no preemption signals, so none will be traced\n", pid)
 	}
 }
 

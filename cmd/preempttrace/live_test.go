@@ -113,7 +113,8 @@ func TestTracePID(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "spin: mode=nosplit") {
 		t.Errorf("target output %q", out.String())
 	}
-	if !strings.Contains(res.stdout, "main.nosplitSpin+") || !strings.Contains(res.stdout, "unsafe-point") {
+	if !strings.Contains(res.stdout, "main.nosplitSpin+") ||
+		!strings.Contains(res.stdout, "unsafe-point") {
 		t.Errorf("no nosplit refusal in:\n%.2000s", res.stdout)
 	}
 	if !strings.Contains(res.stdout, ", 0 mismatches") || strings.Contains(res.stderr, "mismatch at") {

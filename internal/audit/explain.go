@@ -24,7 +24,9 @@ type Explanation struct {
 // PC. bias is added to link-time addresses to get the addresses a user sees
 // in a running process (0 for a binary at rest); an address target is taken
 // in that space.
-func Explain(f *symtab.File, rules *safepoint.Rules, target string, bias uint64) (*Explanation, error) {
+func Explain(f *symtab.File, rules *safepoint.Rules, target string,
+	bias uint64) (*Explanation, error) {
+
 	pc, err := resolve(f, target, bias)
 	if err != nil {
 		return nil, err

@@ -88,7 +88,8 @@ type Verdict struct {
 func (v Verdict) Accepted() bool { return v.Reason.Accepted() }
 
 // Classify applies the release's rules to one attempt, in the runtime's order.
-// The first refusing check is the reason.
+// The first refusing check is the reason. It stays one flat list of guards,
+// like isAsyncSafePoint itself, so that the two can be read side by side.
 func Classify(r *Rules, pc PC, st State) Verdict {
 	var v Verdict
 	decide := func(reason Reason) Verdict {

@@ -1,8 +1,6 @@
 package safepoint
 
 import (
-	"fmt"
-
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
@@ -94,5 +92,5 @@ func For(v symtab.GoVersion) (*Rules, error) {
 		return &r, nil
 	}
 	return nil, &symtab.UnsupportedError{What: "Go version", Found: v.Raw,
-		Supported: fmt.Sprintf("go1.%d through go1.%d", symtab.MinGoMinor, symtab.MaxGoMinor)}
+		Supported: symtab.SupportedRange()}
 }

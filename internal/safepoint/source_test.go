@@ -76,7 +76,8 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 			if hasAsmFlag != r.asmFlag {
 				t.Errorf("source checks the ASM flag: %v, table: %v", hasAsmFlag, r.asmFlag)
 			}
-			if hasSecret := strings.Contains(body, "RuntimeSecret"); hasSecret != (tc.Minor >= secretFirstMinor) {
+			hasSecret := strings.Contains(body, "RuntimeSecret")
+			if hasSecret != (tc.Minor >= secretFirstMinor) {
 				t.Errorf("source has the secret check: %v at go1.%d", hasSecret, tc.Minor)
 			}
 

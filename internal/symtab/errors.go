@@ -60,6 +60,7 @@ func formatErr(off int64, format string, args ...any) error {
 	return &FormatError{Off: off, Msg: fmt.Sprintf(format, args...)}
 }
 
-func supportedRange() string {
+// SupportedRange names the supported releases for messages.
+func SupportedRange() string {
 	return fmt.Sprintf("go1.%d through go1.%d", MinGoMinor, MaxGoMinor)
 }

@@ -153,7 +153,7 @@ func readVersion(img *image, magic pclntabMagic) (GoVersion, error) {
 	}
 	return GoVersion{}, &UnsupportedError{What: "Go version",
 		Found:     "unknown (no build info, runtime.buildVersion or go1.N string)",
-		Supported: supportedRange()}
+		Supported: SupportedRange()}
 }
 
 func versionFromSymbol(img *image) (GoVersion, bool) {

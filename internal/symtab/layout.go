@@ -154,7 +154,7 @@ func layoutFor(v GoVersion, magic pclntabMagic) (*layout, error) {
 		return nil, &UnsupportedError{
 			What:      "Go version",
 			Found:     v.Raw,
-			Supported: supportedRange() + "; asynchronous preemption starts in Go 1.14",
+			Supported: SupportedRange() + "; asynchronous preemption starts in Go 1.14",
 		}
 	}
 	for i := range layouts {
@@ -171,7 +171,7 @@ func layoutFor(v GoVersion, magic pclntabMagic) (*layout, error) {
 	return nil, &UnsupportedError{
 		What:      "Go version",
 		Found:     v.Raw,
-		Supported: supportedRange(),
+		Supported: SupportedRange(),
 	}
 }
 

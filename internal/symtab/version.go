@@ -11,9 +11,12 @@ type VersionSource string
 
 // The places a Go version can come from, most trustworthy first.
 const (
-	VersionFromBuildInfo VersionSource = "buildinfo"            // .go.buildinfo, as `go version` reads it
-	VersionFromSymbol    VersionSource = "runtime.buildVersion" // the runtime's own string, via .symtab
-	VersionFromScan      VersionSource = "string-scan"          // a go1.N string found in read-only data
+	// VersionFromBuildInfo: .go.buildinfo, as `go version` reads it.
+	VersionFromBuildInfo VersionSource = "buildinfo"
+	// VersionFromSymbol: the runtime's own string, found through .symtab.
+	VersionFromSymbol VersionSource = "runtime.buildVersion"
+	// VersionFromScan: the one go1.N.P string in read-only data.
+	VersionFromScan VersionSource = "string-scan"
 )
 
 // GoVersion is the toolchain release that built a binary.

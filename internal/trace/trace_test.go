@@ -45,6 +45,9 @@ func TestDecode(t *testing.T) {
 	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint) + bias
 	plain := loopPC(t, f, rules, "main.plainSpin", safepoint.Safe) + bias
 
+	at := func(pc uint64, v trace.RuntimeVerdict, resume uint64) trace.Attempt {
+		return trace.Attempt{RegsKnown: true, PC: pc, Runtime: v, ResumePC: resume}
+	}
 	tests := []struct {
 		name     string
 		a        trace.Attempt
@@ -52,14 +55,14 @@ func TestDecode(t *testing.T) {
 		mismatch bool
 		refused  bool
 	}{
-		{"refused as predicted", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeRefused},
-			safepoint.UnsafePoint, false, true},
-		{"accepted as predicted", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeAccepted,
-			ResumePC: plain}, safepoint.Safe, false, false},
-		{"refused by unseen state", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeRefused},
-			safepoint.Unknown, false, true},
-		{"accepted against the rules", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeAccepted,
-			ResumePC: nosplit}, safepoint.UnsafePoint, true, false},
+		{"refused as predicted", at(nosplit, trace.RuntimeRefused, 0), safepoint.UnsafePoint,
+			false, true},
+		{"accepted as predicted", at(plain, trace.RuntimeAccepted, plain), safepoint.Safe,
+			false, false},
+		{"refused by unseen state", at(plain, trace.RuntimeRefused, 0), safepoint.Unknown,
+			false, true},
+		{"accepted against the rules", at(nosplit, trace.RuntimeAccepted, nosplit),
+			safepoint.UnsafePoint, true, false},
 		{"wrong resume pc", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeAccepted,
 			ResumePC: plain + 1}, safepoint.Safe, true, false},
 		{"not wanted", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeNotWanted},

@@ -7,7 +7,7 @@
 //	asm      assembly with no locals pointer map      refused: assembly
 //	noptrs   assembly declared NO_LOCAL_POINTERS      refused: no-pointers-stackmap
 //	nosplit  a //go:nosplit Go loop                   refused: unsafe-point
-//	clear    clear() of a large pointer-free slice    refused: assembly (runtime.memclrNoHeapPointers)
+//	clear    clear() of a large pointer-free slice    refused: assembly (in memclrNoHeapPointers)
 //	plain    an ordinary Go loop                      accepted: safe
 package workload
 
