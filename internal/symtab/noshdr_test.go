@@ -3,6 +3,7 @@ package symtab_test
 import (
 	"encoding/binary"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -62,5 +63,47 @@ func TestWithoutSectionHeaders(t *testing.T) {
 				t.Error(err)
 			}
 		})
+	}
+}
+
+// TestEmbeddedGoBinary: a program that embeds another Go binary holds two
+// valid pclntabs; without section headers the scan must pick its own, the one
+// its moduledata points at.
+func TestEmbeddedGoBinary(t *testing.T) {
+	tc := fixture.Current(t)
+	inner, err := os.ReadFile(fixture.Build(t, tc, "spin", fixture.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string]string{
+		"go.mod": "module embedder\n\ngo 1.26\n",
+		"main.go": "package main\n\nimport _ \"embed\"\n\n//go:embed inner.bin\nvar inner []byte\n\n" +
+			"func main() { println(len(inner)) }\n",
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "inner.bin"), inner, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "embedder")
+	build := exec.Command(tc.GoCmd, "build", "-o", out, ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), tc.Env...)
+	if msg, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v: %s", err, msg)
+	}
+
+	want := openFixture(t, out)
+	got := openFixture(t, withoutSectionHeaders(t, out))
+	if got.PclntabAddr() != want.PclntabAddr() || got.NumFuncs() != want.NumFuncs() {
+		t.Errorf("scan chose the table at %#x with %d functions; the program's own is at %#x "+
+			"with %d", got.PclntabAddr(), got.NumFuncs(), want.PclntabAddr(), want.NumFuncs())
+	}
+	if _, err := got.LookupFunc("main.asmSpin"); err == nil {
+		t.Error("the embedded program's functions were decoded as the embedder's")
 	}
 }

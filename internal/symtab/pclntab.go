@@ -1,6 +1,7 @@
 package symtab
 
 import (
+	"debug/elf"
 	"encoding/binary"
 	"fmt"
 )
@@ -55,9 +56,11 @@ func findPclntab(img *image) (*pclntab, error) {
 }
 
 // scanPclntab looks for the table when external linking of a PIE merged it into
-// .data.rel.ro (Go ≤1.25) or the section headers are gone.
+// .data.rel.ro (Go ≤1.25) or the section headers are gone. A binary can hold
+// more than one valid-looking table (one Go program embedding another); the
+// binary's own is the one its moduledata points at from a writable segment.
 func scanPclntab(img *image) (*pclntab, error) {
-	var found *pclntab
+	var found []*pclntab
 	for _, s := range img.segments {
 		seg := img.data[s.off : s.off+s.filesz]
 		for i := 0; i+pclntabHeaderMin <= len(seg); i += 4 {
@@ -65,20 +68,46 @@ func scanPclntab(img *image) (*pclntab, error) {
 				continue
 			}
 			t, err := parsePclntab(seg[i:], s.vaddr+uint64(i), int64(s.off)+int64(i))
-			if err != nil {
-				continue
+			if err == nil {
+				found = append(found, t)
 			}
-			if found != nil {
-				return nil, fmt.Errorf("two pclntab candidates at file offsets %#x and %#x",
-					found.off, t.off)
-			}
-			found = t
 		}
 	}
-	if found == nil {
+
+	switch len(found) {
+	case 0:
 		return nil, fmt.Errorf("no pclntab found: %w", ErrNotGo)
+	case 1:
+		return found[0], nil
 	}
-	return found, nil
+	var owned []*pclntab
+	for _, t := range found {
+		if img.pointedAt(t.addr) {
+			owned = append(owned, t)
+		}
+	}
+	if len(owned) != 1 {
+		return nil, fmt.Errorf("%d pclntab candidates, %d referenced by module data: %w",
+			len(found), len(owned), ErrNotGo)
+	}
+	return owned[0], nil
+}
+
+// pointedAt reports whether an aligned word of a writable segment holds addr,
+// as moduledata's first word holds its pclntab's address.
+func (img *image) pointedAt(addr uint64) bool {
+	for _, s := range img.segments {
+		if s.flags&elf.PF_W == 0 {
+			continue
+		}
+		seg := img.data[s.off : s.off+s.filesz]
+		for i := (8 - s.vaddr%8) % 8; i+8 <= uint64(len(seg)); i += 8 {
+			if binary.LittleEndian.Uint64(seg[i:]) == addr {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // parsePclntab reads and checks the header at data[0].
