@@ -39,6 +39,10 @@ type spinRun struct {
 // and waits for the program to exit. It checks what holds for every run: the probes patch
 // the target's text while attached and not after Close, the program exits 0 with its
 // summary line, and no event was lost.
+//
+// runFor must leave the target running well past collect, because the probe sites are
+// read back from its memory after the tracer closes; attaching and detaching take up to a
+// second on a loaded machine.
 func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *spinRun {
 	t.Helper()
 
@@ -307,7 +311,7 @@ func TestAttachSpin(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.variant)+"/"+tt.mode, func(t *testing.T) {
 			bin := fixture.Build(t, tc, "spin", tt.variant)
-			run := traceSpin(t, bin, tt.mode, 3*time.Second, 1500*time.Millisecond)
+			run := traceSpin(t, bin, tt.mode, 4*time.Second, 1500*time.Millisecond)
 			// Stripped builds take the goid offset from the release table.
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
@@ -375,12 +379,12 @@ func TestAttachToolchains(t *testing.T) {
 		t.Run(tc.Name, func(t *testing.T) {
 			bin := fixture.Build(t, tc, "spin", fixture.Default)
 
-			run := traceSpin(t, bin, "nosplit", 2*time.Second, time.Second)
+			run := traceSpin(t, bin, "nosplit", 4*time.Second, time.Second)
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkNosplit(t, run)
 
-			run = traceSpin(t, bin, "plain", 2*time.Second, time.Second)
+			run = traceSpin(t, bin, "plain", 4*time.Second, time.Second)
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkPlain(t, run)
