@@ -1,0 +1,3 @@
+module throughput
+
+go 1.21
