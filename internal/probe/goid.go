@@ -69,7 +69,7 @@ func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
 	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
 		return goidFromTable(v), nil
 	}
-	d, err := f.DWARF()
+	d, err := typeDWARF(f)
 	if err != nil {
 		return GoidOffset{}, fmt.Errorf("read DWARF of %s: %w", path, err)
 	}
@@ -84,6 +84,54 @@ func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
 	return GoidOffset{Offset: off, Source: GoidFromDWARF}, nil
 }
 
+// typeDWARF reads only the DWARF sections that describe types. The line,
+// location and range tables are most of a binary's DWARF, and decompressing
+// them was most of the time from start to probes live on a large binary.
+// Old-style .zdebug sections take debug/elf's full reader.
+func typeDWARF(f *elf.File) (*dwarf.Data, error) {
+	if f.Section(".debug_info") == nil {
+		return f.DWARF()
+	}
+	data := func(name string) ([]byte, error) {
+		s := f.Section(name)
+		if s == nil {
+			return nil, nil
+		}
+		b, err := s.Data()
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", name, err)
+		}
+		return b, nil
+	}
+
+	var abbrev, info, str []byte
+	var err error
+	for name, dst := range map[string]*[]byte{".debug_abbrev": &abbrev, ".debug_info": &info,
+		".debug_str": &str} {
+		if *dst, err = data(name); err != nil {
+			return nil, err
+		}
+	}
+	d, err := dwarf.New(abbrev, nil, nil, info, nil, nil, nil, str)
+	if err != nil {
+		return nil, err
+	}
+
+	// DWARF 5 (Go 1.25+) keeps attribute strings behind these.
+	for _, name := range []string{".debug_str_offsets", ".debug_line_str", ".debug_addr"} {
+		b, err := data(name)
+		if err != nil {
+			return nil, err
+		}
+		if b != nil {
+			if err := d.AddSection(name, b); err != nil {
+				return nil, fmt.Errorf("add %s: %w", name, err)
+			}
+		}
+	}
+	return d, nil
+}
+
 // goidFromTable returns the release's offset for a build with default
 // experiments, and unknown otherwise.
 func goidFromTable(v symtab.GoVersion) GoidOffset {
@@ -93,9 +141,24 @@ func goidFromTable(v symtab.GoVersion) GoidOffset {
 	return GoidOffset{}
 }
 
-// goidFromDWARF finds runtime.g among the top-level types of each compile unit and returns
-// the byte offset of its goid member.
+// goidFromDWARF finds runtime.g and returns the byte offset of its goid
+// member. The Go linker emits one compile unit per package and runtime.g in
+// the runtime's, so that unit is searched first; the others only if it lacks
+// the type.
 func goidFromDWARF(d *dwarf.Data) (uint32, error) {
+	off, err := findRuntimeG(d, true)
+	if errors.Is(err, errNoRuntimeG) {
+		off, err = findRuntimeG(d, false)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return goidMember(d, off)
+}
+
+// findRuntimeG walks the top-level entries of the compile units (only the
+// runtime's when runtimeOnly) for the struct type runtime.g.
+func findRuntimeG(d *dwarf.Data, runtimeOnly bool) (dwarf.Offset, error) {
 	r := d.Reader()
 	for {
 		e, err := r.Next()
@@ -106,12 +169,15 @@ func goidFromDWARF(d *dwarf.Data) (uint32, error) {
 			return 0, errNoRuntimeG
 		}
 
-		// Descend into compile units only: types are their direct children.
+		// Types are direct children of compile units.
 		if e.Tag == dwarf.TagCompileUnit {
+			if runtimeOnly && e.Val(dwarf.AttrName) != "runtime" {
+				r.SkipChildren()
+			}
 			continue
 		}
 		if e.Tag == dwarf.TagStructType && e.Val(dwarf.AttrName) == "runtime.g" {
-			return goidMember(d, e.Offset)
+			return e.Offset, nil
 		}
 		if e.Children {
 			r.SkipChildren()

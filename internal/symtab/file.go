@@ -34,9 +34,6 @@ type File struct {
 	// buckets index the function table by text address; see funcIndex.
 	bucketOnce sync.Once
 	buckets    []uint32
-
-	nameOnce sync.Once
-	byName   map[string]int
 }
 
 // Open maps the ELF file at path and reads its Go tables.

