@@ -1,16 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"debug/elf"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 )
@@ -32,7 +29,7 @@ func TestExplainPID(t *testing.T) {
 			}()
 
 			entry, base := symbolAndBase(t, bin, "main.plainSpin")
-			addr := mappedBase(t, proc.Process.Pid, bin) - base + entry
+			addr := fixture.MappedBase(t, proc.Process.Pid, bin) - base + entry
 			res := runCLI(t, "explain", "--json", "--pid", strconv.Itoa(proc.Process.Pid),
 				fmt.Sprintf("%#x", addr+4), "main.plainSpin")
 			if res.code != 0 {
@@ -79,29 +76,4 @@ func symbolAndBase(t *testing.T, path, name string) (uint64, uint64) {
 	}
 	t.Fatal("no PT_LOAD")
 	return 0, 0
-}
-
-// mappedBase returns where the kernel mapped the start of path in pid, waiting
-// for the exec to finish.
-func mappedBase(t *testing.T, pid int, path string) uint64 {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) == 6 && fields[5] == path && fields[2] == "00000000" {
-				f.Close()
-				start, _ := strconv.ParseUint(strings.Split(fields[0], "-")[0], 16, 64)
-				return start
-			}
-		}
-		f.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s not mapped in pid %d", path, pid)
-	return 0
 }

@@ -1,43 +1,13 @@
 package target
 
 import (
-	"bufio"
 	"debug/elf"
-	"fmt"
 	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 )
-
-// firstMapping returns the start of the mapping of path at file offset 0 in
-// pid, as /proc/PID/maps lists it.
-func firstMapping(t *testing.T, pid int, path string) uint64 {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			fields := strings.Fields(sc.Text())
-			if len(fields) == 6 && fields[5] == path && fields[2] == "00000000" {
-				f.Close()
-				start, _ := strconv.ParseUint(strings.Split(fields[0], "-")[0], 16, 64)
-				return start
-			}
-		}
-		f.Close()
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("%s not mapped in pid %d", path, pid)
-	return 0
-}
 
 // TestLoadBias starts PIE and non-PIE fixtures and compares the bias with
 // the mapping the kernel reports for the file's first segment.
@@ -56,7 +26,7 @@ func TestLoadBias(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mapped := firstMapping(t, cmd.Process.Pid, bin)
+			mapped := fixture.MappedBase(t, cmd.Process.Pid, bin)
 			bias, err := p.LoadBias()
 			if err != nil {
 				t.Fatal(err)
