@@ -5,7 +5,8 @@
  * Uprobes on the Go runtime's asynchronous-preemption signal path (runtime/signal_unix.go):
  *
  *	sighandler(sig, info, ctxt, gp)
- *	  doSigPreempt(gp, c)              <- preempttrace_sigpreempt: gp, pc, sp, fp, goid
+ *	  doSigPreempt(gp, c)              <- preempttrace_sigpreempt: gp, pc, sp, fp, goid,
+ *	                                      and the M and P state isAsyncSafePoint checks
  *	    if wantAsyncPreempt(gp) {
  *	      ok, newpc := isAsyncSafePoint(gp, pc, sp, lr)
  *	                                   <- preempttrace_verdict: ok and newpc
@@ -39,6 +40,19 @@ volatile const __u64 cfg_pidns_ino = 0;
 
 /* Byte offset of g.goid, or negative when unknown (no DWARF): goid is then never read. */
 volatile const __s64 cfg_goid_offset = -1;
+
+/* Where g, m and p keep the state isAsyncSafePoint checks; all unknown until the loader says. */
+volatile const struct runtime_offsets cfg_offsets = {
+	.g_m = -1,
+	.g_stack_lo = -1,
+	.g_atomicstatus = -1,
+	.m_curg = -1,
+	.m_locks = -1,
+	.m_mallocing = -1,
+	.m_preemptoff = -1,
+	.m_p = -1,
+	.p_status = -1,
+};
 
 /*
  * Wake the reader only once this many bytes wait in the ring; it polls for fewer. A wakeup per
@@ -81,6 +95,7 @@ struct {
 const enum verdict *unused_verdict __attribute__((unused));
 const enum event_flag *unused_event_flag __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const struct runtime_offsets *unused_runtime_offsets __attribute__((unused));
 
 static __always_inline void
 count(__u32 which)
@@ -138,9 +153,65 @@ submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u8 flags, __u64
 	bpf_ringbuf_submit(e, wakeup);
 }
 
+/* read_at copies size bytes at addr + off in the target into dst; false when unreadable. */
+static __always_inline bool
+read_at(void *dst, __u32 size, __u64 addr, __s32 off)
+{
+	return addr && off >= 0 && !bpf_probe_read_user(dst, size, (const void *)(addr + off));
+}
+
+/*
+ * read_state_fields reads the state isAsyncSafePoint checks before the PC (runtime/preempt.go):
+ * whether gp is its M's current goroutine, what canPreemptM reads of the M and its P, and the
+ * stack's low bound; false when one of them is unknown or unreadable.
+ */
+static __always_inline bool
+read_state_fields(struct event *e, __u64 gp)
+{
+	if (cfg_offsets.p_status < 0 || cfg_offsets.m_preemptoff < 0)
+		return false;
+	if (!read_at(&e->m, sizeof(e->m), gp, cfg_offsets.g_m) ||
+	    !read_at(&e->stack_lo, sizeof(e->stack_lo), gp, cfg_offsets.g_stack_lo) ||
+	    !read_at(&e->curg, sizeof(e->curg), e->m, cfg_offsets.m_curg) ||
+	    !read_at(&e->locks, sizeof(e->locks), e->m, cfg_offsets.m_locks) ||
+	    !read_at(&e->mallocing, sizeof(e->mallocing), e->m, cfg_offsets.m_mallocing) ||
+	    !read_at(&e->pp, sizeof(e->pp), e->m, cfg_offsets.m_p))
+		return false;
+
+	/* A Go string is a pointer and a length word; only its emptiness matters. */
+	if (!read_at(&e->preemptoff_len, sizeof(e->preemptoff_len), e->m,
+		     cfg_offsets.m_preemptoff + 8))
+		return false;
+
+	/* canPreemptM reads m.p.status only after the runtime checked m.p != 0. */
+	return !e->pp || read_at(&e->pp_status, sizeof(e->pp_status), e->pp, cfg_offsets.p_status);
+}
+
+/*
+ * read_state fills the thread state, or leaves it all zero when any of it is unknown. It is read
+ * at doSigPreempt entry, on the interrupted thread, whose signal handler changes none of it
+ * before isAsyncSafePoint runs.
+ */
+static __always_inline void
+read_state(struct event *e, __u64 gp)
+{
+	if (!read_state_fields(e, gp)) {
+		e->m = e->stack_lo = e->curg = e->pp = e->preemptoff_len = 0;
+		e->locks = e->mallocing = 0;
+		e->pp_status = 0;
+		return;
+	}
+	e->flags |= EVENT_STATE;
+
+	if (read_at(&e->curg_status, sizeof(e->curg_status), e->curg, cfg_offsets.g_atomicstatus))
+		e->flags |= EVENT_CURG_STATUS;
+	else
+		e->curg_status = 0;
+}
+
 /*
  * read_request fills what doSigPreempt's arguments tell: the interrupted registers from the
- * ucontext, the signal's origin from the siginfo, and the goroutine id from gp.
+ * ucontext, the signal's origin from the siginfo, and the goroutine id and thread state from gp.
  */
 static __always_inline void
 read_request(struct event *e, __u64 gp, __u64 sigctxt)
@@ -169,6 +240,8 @@ read_request(struct event *e, __u64 gp, __u64 sigctxt)
 	if (cfg_goid_offset >= 0 && gp &&
 	    !bpf_probe_read_user(&e->goid, sizeof(e->goid), (const void *)(gp + cfg_goid_offset)))
 		e->flags |= EVENT_GOID;
+
+	read_state(e, gp);
 }
 
 /*

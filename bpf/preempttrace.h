@@ -3,8 +3,9 @@
  * The record preempttrace's probes send to user space, and the names shared with Go.
  *
  * Go does not mirror these declarations by hand: bpf2go generates the Go types from the BTF of
- * the compiled object (-type event, -type verdict, -type event_flag, -type counter), so a change
- * here reaches Go at the next "go generate".
+ * the compiled object (-type event, -type verdict, -type event_flag, -type counter; struct
+ * runtime_offsets comes with the variable that uses it), so a change here reaches Go at the
+ * next "go generate".
  */
 #ifndef PREEMPTTRACE_H
 #define PREEMPTTRACE_H
@@ -42,6 +43,29 @@ enum event_flag {
 	 * doSigPreempt returned; verdict_ns is the time of that next request.
 	 */
 	EVENT_LATE = 1 << 3,
+	/*
+	 * m, stack_lo, curg, locks, mallocing, preemptoff_len, pp and pp_status hold the thread's
+	 * state at doSigPreempt entry, which isAsyncSafePoint checks before the PC.
+	 */
+	EVENT_STATE = 1 << 4,
+	/* curg_status holds m.curg.atomicstatus (with EVENT_STATE and a non-nil curg). */
+	EVENT_CURG_STATUS = 1 << 5,
+};
+
+/*
+ * Byte offsets of the runtime's struct members the probe reads, from the target's DWARF; -1 for
+ * unknown. The thread state is read only when every member but g_atomicstatus is known.
+ */
+struct runtime_offsets {
+	__s32 g_m;
+	__s32 g_stack_lo;
+	__s32 g_atomicstatus;
+	__s32 m_curg;
+	__s32 m_locks;
+	__s32 m_mallocing;
+	__s32 m_preemptoff;
+	__s32 m_p;
+	__s32 p_status;
 };
 
 /* Indexes of the counters map. Each counts events lost or completed late, per CPU. */
@@ -76,6 +100,18 @@ struct event {
 	__u64 goid;
 	/* isAsyncSafePoint's newpc: where an accepted goroutine resumes; 0 otherwise. */
 	__u64 resume_pc;
+	/* With EVENT_STATE: gp.m, gp.stack.lo, m.curg, m.p (pp) and len(m.preemptoff). */
+	__u64 m;
+	__u64 stack_lo;
+	__u64 curg;
+	__u64 pp;
+	__u64 preemptoff_len;
+	/* With EVENT_STATE: m.locks, m.mallocing, and pp.status (0 when pp is nil). */
+	__s32 locks;
+	__s32 mallocing;
+	__u32 pp_status;
+	/* With EVENT_CURG_STATUS: m.curg.atomicstatus. */
+	__u32 curg_status;
 	/* Thread group and thread id, in the tracer's PID namespace. */
 	__u32 pid;
 	__u32 tid;

@@ -86,11 +86,12 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	}
 	warnAsyncPreemptOff(a.pid, stderr)
 
-	goid, err := probe.FindGoidOffset(proc.Exe, f.Version())
+	offs, err := probe.FindRuntimeOffsets(proc.Exe, f.Version())
 	if err != nil {
-		fmt.Fprintf(stderr, "preempttrace: goroutine ids unknown: %v\n", err)
+		fmt.Fprintf(stderr, "preempttrace: goroutine ids and thread state unknown: %v\n", err)
 	}
-	tr, err := probe.Attach(probe.Options{PID: a.pid, Exe: proc.Exe, Symtab: f, Goid: goid})
+	tr, err := probe.Attach(probe.Options{PID: a.pid, Exe: proc.Exe, Symtab: f, Goid: offs.Goid,
+		State: offs.State})
 	if err != nil {
 		return fmt.Errorf("attach to pid %d: %w (scan and explain still work on this binary)",
 			a.pid, err)
@@ -104,7 +105,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
 		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
 	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s)%s; Ctrl-C to stop\n", a.pid, proc.ExeName,
-		f.Version(), f.Arch(), goidNote(goid))
+		f.Version(), f.Arch(), goidNote(offs.Goid)+stateNote(offs.State))
 	for _, why := range tr.Plan().Missing {
 		fmt.Fprintf(stderr, "preempttrace: probe left out, runtime verdicts partly unknown: %s\n",
 			why)
@@ -128,6 +129,14 @@ func goidNote(g probe.GoidOffset) string {
 		return ", goroutine ids unknown"
 	case probe.GoidFromTable:
 		return ", goroutine ids at the release's default offset (no DWARF)"
+	}
+	return ""
+}
+
+// stateNote says when refusals by the thread's state cannot be told apart.
+func stateNote(s *probe.StateOffsets) string {
+	if s == nil {
+		return ", thread state unknown (no DWARF)"
 	}
 	return ""
 }

@@ -26,7 +26,6 @@ type Explanation struct {
 // in that space.
 func Explain(f *symtab.File, rules *safepoint.Rules, target string,
 	bias uint64) (*Explanation, error) {
-
 	pc, err := resolve(f, target, bias)
 	if err != nil {
 		return nil, err

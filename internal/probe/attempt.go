@@ -35,7 +35,23 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	if a.Runtime == trace.RuntimeAccepted {
 		a.ResumePC = ev.ResumePc
 	}
+	if ev.Has(EventState) {
+		a.Thread, a.StateKnown = thread(ev), true
+	}
 	return a
+}
+
+// thread returns the thread state of an event with EventState.
+func thread(ev *Event) trace.Thread {
+	th := trace.Thread{
+		G: ev.Gp, M: ev.M, CurG: ev.Curg, StackLo: ev.StackLo,
+		Locks: ev.Locks, Mallocing: ev.Mallocing, PreemptoffLen: ev.PreemptoffLen,
+		P: ev.Pp, PStatus: ev.PpStatus,
+	}
+	if ev.Has(EventCurgStatus) {
+		th.CurGStatus, th.CurGStatusKnown = ev.CurgStatus, true
+	}
+	return th
 }
 
 // monoClock turns bpf_ktime_get_ns readings (CLOCK_MONOTONIC) into wall-clock times.

@@ -24,32 +24,56 @@ const (
 )
 
 type bpfEvent struct {
-	_         structs.HostLayout
-	TimeNs    uint64
-	VerdictNs uint64
-	Pc        uint64
-	Sp        uint64
-	Fp        uint64
-	Gp        uint64
-	Goid      uint64
-	ResumePc  uint64
-	Pid       uint32
-	Tid       uint32
-	SiCode    int32
-	SiPid     uint32
-	Verdict   uint8
-	Flags     uint8
-	Pad       [6]uint8
+	_             structs.HostLayout
+	TimeNs        uint64
+	VerdictNs     uint64
+	Pc            uint64
+	Sp            uint64
+	Fp            uint64
+	Gp            uint64
+	Goid          uint64
+	ResumePc      uint64
+	M             uint64
+	StackLo       uint64
+	Curg          uint64
+	Pp            uint64
+	PreemptoffLen uint64
+	Locks         int32
+	Mallocing     int32
+	PpStatus      uint32
+	CurgStatus    uint32
+	Pid           uint32
+	Tid           uint32
+	SiCode        int32
+	SiPid         uint32
+	Verdict       uint8
+	Flags         uint8
+	Pad           [6]uint8
 }
 
 type bpfEventFlag uint32
 
 const (
-	bpfEventFlagEVENT_GOID    bpfEventFlag = 1
-	bpfEventFlagEVENT_REGS    bpfEventFlag = 2
-	bpfEventFlagEVENT_SIGINFO bpfEventFlag = 4
-	bpfEventFlagEVENT_LATE    bpfEventFlag = 8
+	bpfEventFlagEVENT_GOID        bpfEventFlag = 1
+	bpfEventFlagEVENT_REGS        bpfEventFlag = 2
+	bpfEventFlagEVENT_SIGINFO     bpfEventFlag = 4
+	bpfEventFlagEVENT_LATE        bpfEventFlag = 8
+	bpfEventFlagEVENT_STATE       bpfEventFlag = 16
+	bpfEventFlagEVENT_CURG_STATUS bpfEventFlag = 32
 )
+
+type bpfRuntimeOffsets struct {
+	_              structs.HostLayout
+	G_m            int32
+	G_stackLo      int32
+	G_atomicstatus int32
+	M_curg         int32
+	M_locks        int32
+	M_mallocing    int32
+	M_preemptoff   int32
+	M_p            int32
+	P_status       int32
+}
 
 type bpfVerdict uint32
 
@@ -73,6 +97,7 @@ const (
 	bpfVarCfgGoidOffset           = "cfg_goid_offset"
 	bpfVarCfgHaveHandled          = "cfg_have_handled"
 	bpfVarCfgHaveVerdict          = "cfg_have_verdict"
+	bpfVarCfgOffsets              = "cfg_offsets"
 	bpfVarCfgPidnsDev             = "cfg_pidns_dev"
 	bpfVarCfgPidnsIno             = "cfg_pidns_ino"
 	bpfVarCfgTgid                 = "cfg_tgid"
@@ -81,6 +106,7 @@ const (
 	bpfVarTracing                 = "tracing"
 	bpfVarUnusedCounter           = "unused_counter"
 	bpfVarUnusedEventFlag         = "unused_event_flag"
+	bpfVarUnusedRuntimeOffsets    = "unused_runtime_offsets"
 	bpfVarUnusedVerdict           = "unused_verdict"
 )
 
@@ -144,18 +170,20 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	CfgGoidOffset   *ebpf.VariableSpec `ebpf:"cfg_goid_offset"`
-	CfgHaveHandled  *ebpf.VariableSpec `ebpf:"cfg_have_handled"`
-	CfgHaveVerdict  *ebpf.VariableSpec `ebpf:"cfg_have_verdict"`
-	CfgPidnsDev     *ebpf.VariableSpec `ebpf:"cfg_pidns_dev"`
-	CfgPidnsIno     *ebpf.VariableSpec `ebpf:"cfg_pidns_ino"`
-	CfgTgid         *ebpf.VariableSpec `ebpf:"cfg_tgid"`
-	CfgUsePidns     *ebpf.VariableSpec `ebpf:"cfg_use_pidns"`
-	CfgWakeupBytes  *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
-	Tracing         *ebpf.VariableSpec `ebpf:"tracing"`
-	UnusedCounter   *ebpf.VariableSpec `ebpf:"unused_counter"`
-	UnusedEventFlag *ebpf.VariableSpec `ebpf:"unused_event_flag"`
-	UnusedVerdict   *ebpf.VariableSpec `ebpf:"unused_verdict"`
+	CfgGoidOffset        *ebpf.VariableSpec `ebpf:"cfg_goid_offset"`
+	CfgHaveHandled       *ebpf.VariableSpec `ebpf:"cfg_have_handled"`
+	CfgHaveVerdict       *ebpf.VariableSpec `ebpf:"cfg_have_verdict"`
+	CfgOffsets           *ebpf.VariableSpec `ebpf:"cfg_offsets"`
+	CfgPidnsDev          *ebpf.VariableSpec `ebpf:"cfg_pidns_dev"`
+	CfgPidnsIno          *ebpf.VariableSpec `ebpf:"cfg_pidns_ino"`
+	CfgTgid              *ebpf.VariableSpec `ebpf:"cfg_tgid"`
+	CfgUsePidns          *ebpf.VariableSpec `ebpf:"cfg_use_pidns"`
+	CfgWakeupBytes       *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
+	Tracing              *ebpf.VariableSpec `ebpf:"tracing"`
+	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventFlag      *ebpf.VariableSpec `ebpf:"unused_event_flag"`
+	UnusedRuntimeOffsets *ebpf.VariableSpec `ebpf:"unused_runtime_offsets"`
+	UnusedVerdict        *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -195,18 +223,20 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	CfgGoidOffset   *ebpf.Variable `ebpf:"cfg_goid_offset"`
-	CfgHaveHandled  *ebpf.Variable `ebpf:"cfg_have_handled"`
-	CfgHaveVerdict  *ebpf.Variable `ebpf:"cfg_have_verdict"`
-	CfgPidnsDev     *ebpf.Variable `ebpf:"cfg_pidns_dev"`
-	CfgPidnsIno     *ebpf.Variable `ebpf:"cfg_pidns_ino"`
-	CfgTgid         *ebpf.Variable `ebpf:"cfg_tgid"`
-	CfgUsePidns     *ebpf.Variable `ebpf:"cfg_use_pidns"`
-	CfgWakeupBytes  *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
-	Tracing         *ebpf.Variable `ebpf:"tracing"`
-	UnusedCounter   *ebpf.Variable `ebpf:"unused_counter"`
-	UnusedEventFlag *ebpf.Variable `ebpf:"unused_event_flag"`
-	UnusedVerdict   *ebpf.Variable `ebpf:"unused_verdict"`
+	CfgGoidOffset        *ebpf.Variable `ebpf:"cfg_goid_offset"`
+	CfgHaveHandled       *ebpf.Variable `ebpf:"cfg_have_handled"`
+	CfgHaveVerdict       *ebpf.Variable `ebpf:"cfg_have_verdict"`
+	CfgOffsets           *ebpf.Variable `ebpf:"cfg_offsets"`
+	CfgPidnsDev          *ebpf.Variable `ebpf:"cfg_pidns_dev"`
+	CfgPidnsIno          *ebpf.Variable `ebpf:"cfg_pidns_ino"`
+	CfgTgid              *ebpf.Variable `ebpf:"cfg_tgid"`
+	CfgUsePidns          *ebpf.Variable `ebpf:"cfg_use_pidns"`
+	CfgWakeupBytes       *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
+	Tracing              *ebpf.Variable `ebpf:"tracing"`
+	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventFlag      *ebpf.Variable `ebpf:"unused_event_flag"`
+	UnusedRuntimeOffsets *ebpf.Variable `ebpf:"unused_runtime_offsets"`
+	UnusedVerdict        *ebpf.Variable `ebpf:"unused_verdict"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

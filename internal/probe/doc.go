@@ -36,7 +36,9 @@
 // not. Stripped binaries are placed from the pclntab, which stripping keeps. FindGoidOffset
 // reads the goroutine id's offset from DWARF, else from a per-release table that holds only
 // for default GOEXPERIMENT settings; a stripped build with other experiments has no goroutine
-// ids. Older releases and arm64 targets get an UnsupportedError.
+// ids. FindRuntimeOffsets also reads, from DWARF only, where runtime.g, runtime.m and
+// runtime.p keep the thread state isAsyncSafePoint checks; without DWARF events carry no
+// state. Older releases and arm64 targets get an UnsupportedError.
 //
 // # Losses
 //

@@ -33,6 +33,9 @@ type spinRun struct {
 	lost   probe.Counters
 	plan   *probe.Plan
 	output string
+
+	// state: the binary's DWARF gave the thread-state offsets, so every event has them.
+	state bool
 }
 
 // traceSpin starts "spin mode runFor", attaches to it, records events for collect, detaches
@@ -51,9 +54,9 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Fatalf("decode %s: %v", bin, err)
 	}
 	t.Cleanup(func() { f.Close() })
-	goid, err := probe.FindGoidOffset(bin, f.Version())
+	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
-		t.Fatalf("find goid offset: %v", err)
+		t.Fatalf("find runtime offsets: %v", err)
 	}
 
 	var stdout, stderr bytes.Buffer
@@ -79,7 +82,8 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Fatalf("load bias: %v", err)
 	}
 
-	tr, err := probe.Attach(probe.Options{PID: proc.PID, Symtab: f, Goid: goid})
+	tr, err := probe.Attach(probe.Options{PID: proc.PID, Symtab: f, Goid: offs.Goid,
+		State: offs.State})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
@@ -98,7 +102,8 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Logf("probe left out: %s", m)
 	}
 
-	run := &spinRun{pid: proc.PID, bin: bin, f: f, bias: bias, tracer: tr, plan: tr.Plan()}
+	run := &spinRun{pid: proc.PID, bin: bin, f: f, bias: bias, tracer: tr, plan: tr.Plan(),
+		state: offs.State != nil}
 	run.events = collectEvents(t, tr, collect)
 
 	run.lost, err = tr.Counters()
@@ -232,6 +237,9 @@ func (r *spinRun) checkCommon(t *testing.T, wantGoid bool) {
 		}
 		if id, ok := ev.GoroutineID(); ok != wantGoid {
 			t.Errorf("goroutine id %d known=%v, want known=%v", id, ok, wantGoid)
+		}
+		if ev.Has(probe.EventState) != r.state {
+			t.Errorf("thread state known=%v, want known=%v", ev.Has(probe.EventState), r.state)
 		}
 		if ev.VerdictNs < ev.TimeNs {
 			t.Errorf("verdict at %d before entry at %d", ev.VerdictNs, ev.TimeNs)

@@ -58,6 +58,11 @@ const (
 	// EventLate means the event was completed by the next request of its thread, at
 	// VerdictNs, because the handled probe is missing or was missed.
 	EventLate = bpfEventFlagEVENT_LATE
+	// EventState means M, StackLo, Curg, Locks, Mallocing, PreemptoffLen, Pp and
+	// PpStatus hold the thread state at doSigPreempt entry.
+	EventState = bpfEventFlagEVENT_STATE
+	// EventCurgStatus means CurgStatus holds m.curg.atomicstatus.
+	EventCurgStatus = bpfEventFlagEVENT_CURG_STATUS
 )
 
 // siTkill is the si_code of a signal sent with tgkill(2), as the runtime sends its

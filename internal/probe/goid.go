@@ -5,6 +5,7 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
@@ -50,38 +51,63 @@ func (o GoidOffset) Known() bool { return o.Source != GoidUnknown }
 // errNoRuntimeG reports DWARF that does not describe runtime.g.
 var errNoRuntimeG = errors.New("no runtime.g in DWARF")
 
-// FindGoidOffset returns where g.goid is in the executable at path, built by release v:
-// from its DWARF type information when it has some, else from the table of releases when
-// the build used the default GOEXPERIMENT settings, which can move the field. Otherwise the
-// offset is unknown, with no error.
-//
-// The runtime's own description of its struct comes first, because the layout of g moves
-// between releases and with GOEXPERIMENT settings (runtime/runtime2.go: goid is at 152 in
-// most releases and at 160 in Go 1.23 and 1.24).
+// RuntimeOffsets are where the runtime's structs keep what the probes read, in one target.
+type RuntimeOffsets struct {
+	// Goid is where g keeps the goroutine id.
+	Goid GoidOffset
+
+	// State is where g, m and p keep the thread state isAsyncSafePoint checks; nil when
+	// the target's DWARF does not describe all of it. It has no release table: without
+	// DWARF the state stays unknown rather than read at a guessed offset.
+	State *StateOffsets
+}
+
+// FindGoidOffset returns where g.goid is in the executable at path, built by release v
+// (see FindRuntimeOffsets).
 func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
+	o, err := FindRuntimeOffsets(path, v)
+	return o.Goid, err
+}
+
+// FindRuntimeOffsets returns where runtime.g, runtime.m and runtime.p keep the members the
+// probes read in the executable at path, built by release v, in one pass over its DWARF.
+//
+// g.goid comes from DWARF when the binary has some, else from the table of releases when
+// the build used the default GOEXPERIMENT settings, which can move the field; otherwise it
+// is unknown, with no error. The runtime's own description of its struct comes first,
+// because the layout of g moves between releases and with GOEXPERIMENT settings
+// (runtime/runtime2.go: goid is at 152 in most releases and at 160 in Go 1.23 and 1.24).
+// The thread state comes from DWARF only.
+func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error) {
 	f, err := elf.Open(path)
 	if err != nil {
-		return GoidOffset{}, fmt.Errorf("open %s: %w", path, err)
+		return RuntimeOffsets{}, fmt.Errorf("open %s: %w", path, err)
 	}
 	defer f.Close()
 
 	// Linking with -w or stripping removes the section.
 	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
-		return goidFromTable(v), nil
+		return RuntimeOffsets{Goid: goidFromTable(v)}, nil
 	}
 	d, err := typeDWARF(f)
 	if err != nil {
-		return GoidOffset{}, fmt.Errorf("read DWARF of %s: %w", path, err)
+		return RuntimeOffsets{}, fmt.Errorf("read DWARF of %s: %w", path, err)
 	}
 
-	off, err := goidFromDWARF(d)
+	types, err := runtimeTypes(d)
 	if errors.Is(err, errNoRuntimeG) {
-		return goidFromTable(v), nil
+		return RuntimeOffsets{Goid: goidFromTable(v)}, nil
 	}
 	if err != nil {
-		return GoidOffset{}, fmt.Errorf("read runtime.g from DWARF of %s: %w", path, err)
+		return RuntimeOffsets{}, fmt.Errorf("read runtime types from DWARF of %s: %w", path, err)
 	}
-	return GoidOffset{Offset: off, Source: GoidFromDWARF}, nil
+
+	off, err := goidMember(types["runtime.g"])
+	if err != nil {
+		return RuntimeOffsets{}, fmt.Errorf("read runtime.g from DWARF of %s: %w", path, err)
+	}
+	return RuntimeOffsets{Goid: GoidOffset{Offset: off, Source: GoidFromDWARF},
+		State: stateOffsets(types)}, nil
 }
 
 // typeDWARF reads only the DWARF sections that describe types. The line,
@@ -141,32 +167,53 @@ func goidFromTable(v symtab.GoVersion) GoidOffset {
 	return GoidOffset{}
 }
 
-// goidFromDWARF finds runtime.g and returns the byte offset of its goid
-// member. The Go linker emits one compile unit per package and runtime.g in
-// the runtime's, so that unit is searched first; the others only if it lacks
-// the type.
-func goidFromDWARF(d *dwarf.Data) (uint32, error) {
-	off, err := findRuntimeG(d, true)
-	if errors.Is(err, errNoRuntimeG) {
-		off, err = findRuntimeG(d, false)
+// runtimeStructs are the runtime's struct types the probes read members of.
+var runtimeStructs = []string{"runtime.g", "runtime.m", "runtime.p"}
+
+// runtimeTypes decodes the structs of runtimeStructs that the DWARF describes, by name, and
+// fails with errNoRuntimeG without runtime.g. The Go linker emits one compile unit per
+// package and these types in the runtime's, so that unit is searched first; the others
+// only if it lacks runtime.g.
+func runtimeTypes(d *dwarf.Data) (map[string]*dwarf.StructType, error) {
+	offs, err := findRuntimeStructs(d, true)
+	if err == nil && offs["runtime.g"] == 0 {
+		offs, err = findRuntimeStructs(d, false)
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return goidMember(d, off)
+	if offs["runtime.g"] == 0 {
+		return nil, errNoRuntimeG
+	}
+
+	types := make(map[string]*dwarf.StructType, len(offs))
+	for name, off := range offs {
+		t, err := d.Type(off)
+		if err != nil {
+			return nil, fmt.Errorf("decode %s: %w", name, err)
+		}
+		st, ok := t.(*dwarf.StructType)
+		if !ok {
+			return nil, fmt.Errorf("%s is a %T, not a struct", name, t)
+		}
+		types[name] = st
+	}
+	return types, nil
 }
 
-// findRuntimeG walks the top-level entries of the compile units (only the
-// runtime's when runtimeOnly) for the struct type runtime.g.
-func findRuntimeG(d *dwarf.Data, runtimeOnly bool) (dwarf.Offset, error) {
+// findRuntimeStructs walks the top-level entries of the compile units (only the runtime's
+// when runtimeOnly) for the struct types of runtimeStructs, and returns the offsets of
+// those it found.
+func findRuntimeStructs(d *dwarf.Data, runtimeOnly bool) (map[string]dwarf.Offset, error) {
+	found := make(map[string]dwarf.Offset, len(runtimeStructs))
 	r := d.Reader()
-	for {
+	for len(found) < len(runtimeStructs) {
 		e, err := r.Next()
 		if err != nil {
-			return 0, fmt.Errorf("walk entries: %w", err)
+			return nil, fmt.Errorf("walk entries: %w", err)
 		}
 		if e == nil {
-			return 0, errNoRuntimeG
+			break
 		}
 
 		// Types are direct children of compile units.
@@ -176,35 +223,41 @@ func findRuntimeG(d *dwarf.Data, runtimeOnly bool) (dwarf.Offset, error) {
 			}
 			continue
 		}
-		if e.Tag == dwarf.TagStructType && e.Val(dwarf.AttrName) == "runtime.g" {
-			return e.Offset, nil
+		if e.Tag == dwarf.TagStructType {
+			name, _ := e.Val(dwarf.AttrName).(string)
+			if slices.Contains(runtimeStructs, name) && found[name] == 0 {
+				found[name] = e.Offset
+			}
 		}
 		if e.Children {
 			r.SkipChildren()
 		}
 	}
+	return found, nil
 }
 
-// goidMember returns the offset of the 8-byte goid member of the struct at off.
-func goidMember(d *dwarf.Data, off dwarf.Offset) (uint32, error) {
-	t, err := d.Type(off)
-	if err != nil {
-		return 0, fmt.Errorf("decode runtime.g: %w", err)
-	}
-	st, ok := t.(*dwarf.StructType)
+// goidMember returns the offset of the 8-byte goid member of runtime.g.
+func goidMember(st *dwarf.StructType) (uint32, error) {
+	f, ok := member(st, "goid")
 	if !ok {
-		return 0, fmt.Errorf("runtime.g is a %T, not a struct", t)
+		return 0, errors.New("runtime.g has no goid member")
 	}
+	if f.Type.Size() != 8 || f.ByteOffset < 0 || f.ByteOffset+8 > st.ByteSize {
+		return 0, fmt.Errorf("runtime.g.goid: %s of %d bytes at %d in a %d-byte struct",
+			f.Type, f.Type.Size(), f.ByteOffset, st.ByteSize)
+	}
+	return uint32(f.ByteOffset), nil
+}
 
-	for _, f := range st.Field {
-		if f.Name != "goid" {
-			continue
-		}
-		if f.Type.Size() != 8 || f.ByteOffset < 0 || f.ByteOffset+8 > st.ByteSize {
-			return 0, fmt.Errorf("runtime.g.goid: %s of %d bytes at %d in a %d-byte struct",
-				f.Type, f.Type.Size(), f.ByteOffset, st.ByteSize)
-		}
-		return uint32(f.ByteOffset), nil
+// member returns the member of st called name.
+func member(st *dwarf.StructType, name string) (*dwarf.StructField, bool) {
+	if st == nil {
+		return nil, false
 	}
-	return 0, errors.New("runtime.g has no goid member")
+	for _, f := range st.Field {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return nil, false
 }

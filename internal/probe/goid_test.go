@@ -64,3 +64,47 @@ func TestGoidUnknownWithExperiment(t *testing.T) {
 		t.Errorf("DWARF build: %+v, %v; want DWARF", got, err)
 	}
 }
+
+// TestFindRuntimeOffsets reads the thread-state members from the DWARF of every
+// toolchain's fixture, and checks that builds without DWARF leave them unknown rather
+// than guessed.
+func TestFindRuntimeOffsets(t *testing.T) {
+	for _, c := range fixture.Matrix(t) {
+		t.Run(c.Name(), func(t *testing.T) {
+			bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
+			f, err := symtab.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+
+			got, err := probe.FindRuntimeOffsets(bin, f.Version())
+			if err != nil {
+				t.Fatalf("FindRuntimeOffsets: %v", err)
+			}
+			if c.Variant.IsStripped() {
+				if got.State != nil {
+					t.Fatalf("stripped build: state offsets %+v, want unknown", *got.State)
+				}
+				return
+			}
+
+			s := got.State
+			if s == nil {
+				t.Fatal("state offsets unknown, want them from DWARF")
+			}
+			// g.stack is the first member of g in every release (runtime/runtime2.go),
+			// and g.m follows stack, stackguard0 and stackguard1, _panic and _defer.
+			if s.GStackLo != 0 || s.GM != 48 || s.GAtomicstatus <= 0 {
+				t.Errorf("g members %+v", *s)
+			}
+			for _, off := range []int32{s.MCurg, s.MLocks, s.MMallocing, s.MPreemptoff, s.MP,
+				s.PStatus} {
+				if off < 0 {
+					t.Errorf("m or p member unknown: %+v", *s)
+				}
+			}
+			t.Logf("%+v", *s)
+		})
+	}
+}

@@ -40,6 +40,10 @@ type Options struct {
 	// unknown: events then carry no goroutine id.
 	Goid GoidOffset
 
+	// State is where the runtime keeps the thread state isAsyncSafePoint checks
+	// (FindRuntimeOffsets). Nil means unknown: events then carry no state.
+	State *StateOffsets
+
 	// RingBytes is the ring buffer size, a power of two and a multiple of the page size;
 	// 0 keeps the default of 512 KiB.
 	RingBytes uint32
@@ -153,6 +157,7 @@ func (t *Tracer) load(opts Options) error {
 	vars := map[string]any{
 		bpfVarCfgTgid:        uint32(opts.PID),
 		bpfVarCfgGoidOffset:  goid,
+		bpfVarCfgOffsets:     opts.State.bpfOffsets(),
 		bpfVarCfgHaveVerdict: boolByte(t.plan.Verdict != nil),
 		bpfVarCfgHaveHandled: boolByte(t.plan.Handled != nil),
 		bpfVarCfgWakeupBytes: uint64(ring / 8),
@@ -428,4 +433,15 @@ func boolByte(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// bpfOffsets returns the probe's configuration for o; every member unknown when o is nil.
+func (o *StateOffsets) bpfOffsets() bpfRuntimeOffsets {
+	if o == nil {
+		return bpfRuntimeOffsets{G_m: -1, G_stackLo: -1, G_atomicstatus: -1, M_curg: -1,
+			M_locks: -1, M_mallocing: -1, M_preemptoff: -1, M_p: -1, P_status: -1}
+	}
+	return bpfRuntimeOffsets{G_m: o.GM, G_stackLo: o.GStackLo, G_atomicstatus: o.GAtomicstatus,
+		M_curg: o.MCurg, M_locks: o.MLocks, M_mallocing: o.MMallocing,
+		M_preemptoff: o.MPreemptoff, M_p: o.MP, P_status: o.PStatus}
 }

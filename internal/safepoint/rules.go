@@ -49,6 +49,14 @@ type Rules struct {
 	// secret: the RuntimeSecret check is compiled in (1.26+ built with
 	// GOEXPERIMENT=runtimesecret).
 	secret bool
+
+	// curgStatus: canPreemptM also refuses an M without curg or whose curg is
+	// in a system call (1.26+).
+	curgStatus bool
+
+	// asyncPreemptFuncs are the functions whose frames make up
+	// asyncPreemptStack.
+	asyncPreemptFuncs []string
 }
 
 // RuntimePrefixes returns the name prefixes the release refuses.
@@ -71,7 +79,9 @@ var ruleTable = []struct {
 	{14, 14, Rules{unsafePoint: unsafeRegMap, runtimePrefixes: prefixes114}},
 	{15, 17, Rules{unsafePoint: unsafeUnlessSafe, runtimePrefixes: prefixes114}},
 	{18, 24, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes114}},
-	{25, 27, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes125}},
+	{25, 25, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes125}},
+	{26, 27, Rules{unsafePoint: unsafeOnlyUnsafe, asmFlag: true, runtimePrefixes: prefixes125,
+		curgStatus: true, asyncPreemptFuncs: asyncPreemptFuncs126}},
 }
 
 // secretExperiment is the GOEXPERIMENT that compiles in the RuntimeSecret check.
@@ -79,6 +89,34 @@ const (
 	secretExperiment = "runtimesecret"
 	secretFirstMinor = 26
 )
+
+// The thread-state checks of isAsyncSafePoint that differ between releases,
+// from runtime/preempt.go:
+//
+//   - canPreemptM requires, from Go 1.26, "mp.curg != nil &&
+//     readgstatus(mp.curg)&^_Gscan != _Gsyscall" besides locks, mallocing,
+//     preemptoff and the P's status;
+//   - asyncPreemptStack, the room isAsyncSafePoint wants above gp.stack.lo, is
+//     set in preempt.go's init as the sum of the largest SP deltas of
+//     asyncPreempt and asyncPreempt2, to which Go 1.26 adds xRegRestore (the
+//     extended register state moved off the goroutine stack), plus 8 words.
+var (
+	asyncPreemptFuncs114 = []string{"runtime.asyncPreempt", "runtime.asyncPreempt2"}
+	asyncPreemptFuncs126 = []string{"runtime.asyncPreempt", "runtime.asyncPreempt2",
+		"runtime.xRegRestore"}
+)
+
+// AsyncPreemptFuncs returns the functions whose largest SP deltas, plus
+// AsyncPreemptSlack, are the release's asyncPreemptStack.
+func (r *Rules) AsyncPreemptFuncs() []string { return r.asyncPreemptFuncs }
+
+// AsyncPreemptSlack is what asyncPreemptStack adds to the SP deltas "for
+// return PCs, etc.": 8 pointers.
+const AsyncPreemptSlack = 8 * 8
+
+// CanPreemptMReadsCurG reports whether canPreemptM also requires m.curg to be
+// set and not in a system call.
+func (r *Rules) CanPreemptMReadsCurG() bool { return r.curgStatus }
 
 // For returns the rules of the release that built a binary.
 func For(v symtab.GoVersion) (*Rules, error) {
@@ -89,6 +127,9 @@ func For(v symtab.GoVersion) (*Rules, error) {
 		r := row.rules
 		r.Minor = v.Minor
 		r.secret = v.Minor >= secretFirstMinor && v.HasExperiment(secretExperiment)
+		if r.asyncPreemptFuncs == nil {
+			r.asyncPreemptFuncs = asyncPreemptFuncs114
+		}
 		return &r, nil
 	}
 	return nil, &symtab.UnsupportedError{What: "Go version", Found: v.Raw,

@@ -16,6 +16,12 @@ import (
 // runtimeSource returns the body of runtime.isAsyncSafePoint in the source
 // tree of tc.
 func runtimeSource(t *testing.T, tc fixture.Toolchain) string {
+	return sourceFunc(t, tc, "isAsyncSafePoint")
+}
+
+// sourceFunc returns the body of the named function (or "init") of
+// runtime/preempt.go in the source tree of tc.
+func sourceFunc(t *testing.T, tc fixture.Toolchain, name string) string {
 	t.Helper()
 	cmd := exec.Command(tc.GoCmd, "env", "GOROOT")
 	cmd.Env = append(os.Environ(), tc.Env...)
@@ -28,9 +34,9 @@ func runtimeSource(t *testing.T, tc fixture.Toolchain) string {
 		t.Fatal(err)
 	}
 	s := string(src)
-	start := strings.Index(s, "\nfunc isAsyncSafePoint(")
+	start := strings.Index(s, "\nfunc "+name+"(")
 	if start < 0 {
-		t.Fatalf("%s: no isAsyncSafePoint", tc)
+		t.Fatalf("%s: no %s", tc, name)
 	}
 	end := strings.Index(s[start:], "\n}\n")
 	return s[start : start+end]
@@ -79,6 +85,24 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 			hasSecret := strings.Contains(body, "RuntimeSecret")
 			if hasSecret != (tc.Minor >= secretFirstMinor) {
 				t.Errorf("source has the secret check: %v at go1.%d", hasSecret, tc.Minor)
+			}
+
+			// canPreemptM's extra curg check and the functions asyncPreemptStack sums.
+			readsCurg := strings.Contains(sourceFunc(t, tc, "canPreemptM"), "mp.curg != nil")
+			if readsCurg != r.CanPreemptMReadsCurG() {
+				t.Errorf("canPreemptM checks curg: %v in the source, %v in the table", readsCurg,
+					r.CanPreemptMReadsCurG())
+			}
+			initBody := sourceFunc(t, tc, "init")
+			for _, fn := range []string{"asyncPreempt", "asyncPreempt2", "xRegRestore"} {
+				inSource := strings.Contains(initBody, "funcMaxSPDelta(f"+fn+")") ||
+					strings.Contains(initBody, "abi.FuncPCABI0("+fn+")") ||
+					strings.Contains(initBody, "abi.FuncPCABIInternal("+fn+")")
+				inTable := slices.Contains(r.AsyncPreemptFuncs(), "runtime."+fn)
+				if inSource != inTable {
+					t.Errorf("asyncPreemptStack sums %s: %v in the source, %v in the table", fn,
+						inSource, inTable)
+				}
 			}
 
 			// The checks appear in the order Classify applies them.

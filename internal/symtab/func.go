@@ -201,9 +201,24 @@ func (f *File) decodeFunc(i int) (*Func, error) {
 // the name bytes in place, without decoding or allocating, so a few lookups
 // in a large binary cost a couple of milliseconds and no memory.
 func (f *File) LookupFunc(name string) (*Func, error) {
+	fns, err := f.lookupFuncs(name, 1)
+	if err != nil {
+		return nil, err
+	}
+	return fns[0], nil
+}
+
+// LookupFuncs returns every function with the given name: an assembly
+// function and its ABI wrapper share one, for example.
+func (f *File) LookupFuncs(name string) ([]*Func, error) { return f.lookupFuncs(name, -1) }
+
+// lookupFuncs returns up to max functions called name (all when max < 0),
+// and ErrNotFound when there is none.
+func (f *File) lookupFuncs(name string, max int) ([]*Func, error) {
 	t, l := f.tab, &f.lay.fn
 	want := []byte(name)
-	for i := 0; i < t.nfunc; i++ {
+	var fns []*Func
+	for i := 0; i < t.nfunc && len(fns) != max; i++ {
 		off, err := t.funcOff(i)
 		if err != nil || off+uint64(l.nameOff)+4 > uint64(len(t.data)) {
 			continue
@@ -217,9 +232,16 @@ func (f *File) LookupFunc(name string) (*Func, error) {
 			!bytes.Equal(t.data[p:p+uint64(len(want))], want) {
 			continue
 		}
-		return f.Func(i)
+		fn, err := f.Func(i)
+		if err != nil {
+			return nil, err
+		}
+		fns = append(fns, fn)
 	}
-	return nil, fmt.Errorf("function %q: %w", name, ErrNotFound)
+	if len(fns) == 0 {
+		return nil, fmt.Errorf("function %q: %w", name, ErrNotFound)
+	}
+	return fns, nil
 }
 
 // funcdata returns the address of funcdata[i] of fn, ok=false when nil.

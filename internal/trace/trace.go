@@ -53,6 +53,32 @@ type Attempt struct {
 	// Runtime and ResumePC are the runtime's own decision, when observed.
 	Runtime  RuntimeVerdict
 	ResumePC uint64
+
+	// Thread is the state isAsyncSafePoint checks before the PC, when StateKnown.
+	Thread     Thread
+	StateKnown bool
+}
+
+// Thread is what the interrupted goroutine's M and P held when the signal
+// arrived (runtime/runtime2.go names in parentheses).
+type Thread struct {
+	// G is the interrupted goroutine (gp), M its M (gp.m), CurG the M's
+	// current user goroutine (m.curg) and StackLo the low bound of gp's stack
+	// (gp.stack.lo).
+	G, M, CurG, StackLo uint64
+
+	// Locks, Mallocing and PreemptoffLen are m.locks, m.mallocing and
+	// len(m.preemptoff).
+	Locks, Mallocing int32
+	PreemptoffLen    uint64
+
+	// P is m.p and PStatus its status (0 when P is 0).
+	P       uint64
+	PStatus uint32
+
+	// CurGStatus is m.curg.atomicstatus, when CurGStatusKnown.
+	CurGStatus      uint32
+	CurGStatusKnown bool
 }
 
 // Record is a decoded attempt.
@@ -94,30 +120,116 @@ type Decoder struct {
 	file  *symtab.File
 	rules *safepoint.Rules
 	bias  uint64
+
+	// stackNeed is the binary's asyncPreemptStack, 0 when unknown.
+	stackNeed uint64
 }
 
 // NewDecoder returns a decoder for a process whose executable is f, loaded
 // bias bytes above its link-time addresses.
 func NewDecoder(f *symtab.File, rules *safepoint.Rules, bias uint64) *Decoder {
-	return &Decoder{file: f, rules: rules, bias: bias}
+	return &Decoder{file: f, rules: rules, bias: bias, stackNeed: asyncPreemptStack(f, rules)}
 }
 
-// Decode looks the attempt's PC up and sets its reason.
-//
-// The reason is the decoder's whenever the runtime's decision agrees with it.
-// When the runtime refused a PC the code rules accept, a rule on the thread's
-// state decided, which a backend that cannot read that state reports as
-// unknown; that is not a mismatch. A mismatch is an acceptance the PC rules
-// forbid, a refusal of what they and the observed state allow, or a resume
-// PC other than the predicted one.
-func (d *Decoder) Decode(a Attempt) Record {
-	r := Record{Attempt: a}
-	st := safepoint.State{}
+// asyncPreemptStack returns the stack room isAsyncSafePoint requires above
+// gp.stack.lo, computed as the runtime's init in runtime/preempt.go computes
+// it from the same function table; 0 when a function is missing. Where two
+// functions share a name (an assembly function and its ABI wrapper), the
+// larger delta is taken, which can only make the check stricter than a
+// mismatching guess.
+func asyncPreemptStack(f *symtab.File, rules *safepoint.Rules) uint64 {
+	total := uint64(safepoint.AsyncPreemptSlack)
+	for _, name := range rules.AsyncPreemptFuncs() {
+		fns, err := f.LookupFuncs(name)
+		if err != nil {
+			return 0
+		}
+
+		var most int32
+		for _, fn := range fns {
+			d, err := f.MaxSPDelta(fn)
+			if err != nil {
+				return 0
+			}
+			most = max(most, d)
+		}
+		total += uint64(most)
+	}
+	return total
+}
+
+// state returns what the attempt tells about the checks isAsyncSafePoint
+// makes before the PC, in its order: the goroutine still wanted preemption,
+// is its M's user goroutine, the M may be preempted (canPreemptM), and the
+// stack has room for asyncPreempt's frame.
+func (d *Decoder) state(a Attempt) safepoint.State {
+	var st safepoint.State
 	if a.Runtime == RuntimeNotWanted {
 		st.Wanted = safepoint.No
 	} else if a.Runtime != RuntimeUnknown {
 		st.Wanted = safepoint.Yes
 	}
+	if !a.StateKnown {
+		return st
+	}
+
+	th := a.Thread
+	st.UserGoroutine = tri(th.CurG == th.G)
+	st.MPreemptible = d.mPreemptible(th)
+	if a.RegsKnown && d.stackNeed != 0 {
+		st.StackRoom = tri(a.SP >= th.StackLo && a.SP-th.StackLo >= d.stackNeed)
+	}
+	return st
+}
+
+// Runtime constants canPreemptM compares with (runtime/runtime2.go).
+const (
+	pRunning    = 1      // _Prunning
+	gSyscall    = 3      // _Gsyscall
+	gScanStatus = 0x1000 // _Gscan
+)
+
+// mPreemptible is "mp.p != 0 && canPreemptM(mp)": No when a condition fails,
+// Yes when all hold, Unset when the rest hold but the curg status a release
+// reads is unknown.
+func (d *Decoder) mPreemptible(th Thread) safepoint.Tri {
+	if th.P == 0 || th.Locks != 0 || th.Mallocing != 0 || th.PreemptoffLen != 0 ||
+		th.PStatus != pRunning {
+		return safepoint.No
+	}
+	if !d.rules.CanPreemptMReadsCurG() {
+		return safepoint.Yes
+	}
+	if th.CurG == 0 {
+		return safepoint.No
+	}
+	if !th.CurGStatusKnown {
+		return safepoint.Unset
+	}
+	return tri(th.CurGStatus&^gScanStatus != gSyscall)
+}
+
+// tri converts an observed condition.
+func tri(b bool) safepoint.Tri {
+	if b {
+		return safepoint.Yes
+	}
+	return safepoint.No
+}
+
+// Decode looks the attempt's PC up and sets its reason.
+//
+// The reason is the decoder's whenever the runtime's decision agrees with it.
+// The thread state the backend read (Attempt.Thread) is checked first, in the
+// runtime's order, so a refusal by the state gets the state's reason even
+// where a PC rule would refuse too. When the runtime refused a PC the code
+// rules accept and the state that could explain it was not read, the reason
+// is unknown; that is not a mismatch. A mismatch is an acceptance the PC rules
+// forbid, a refusal of what they and the observed state allow, or a resume
+// PC other than the predicted one.
+func (d *Decoder) Decode(a Attempt) Record {
+	r := Record{Attempt: a}
+	st := d.state(a)
 
 	if !a.RegsKnown {
 		// Without the PC nothing can be decoded, and guessing "not Go code" from

@@ -103,3 +103,93 @@ func TestDecode(t *testing.T) {
 		t.Errorf("top %+v", sum.Top(3))
 	}
 }
+
+// TestDecodeState checks that the thread state a backend read decides before the PC rules,
+// in the runtime's order, and explains refusals the PC rules would accept.
+func TestDecodeState(t *testing.T) {
+	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		t.Fatal(err)
+	}
+	const bias = 0x10000
+	d := trace.NewDecoder(f, rules, bias)
+	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint) + bias
+	plain := loopPC(t, f, rules, "main.plainSpin", safepoint.Safe) + bias
+
+	// A preemptible thread: gp is curg, the M is idle with a running P, curg is _Grunning
+	// and the stack has far more room than asyncPreempt needs.
+	const sp, gp = 0xc000100000, 0xc000001000
+	preemptible := func() trace.Thread {
+		return trace.Thread{G: gp, M: 0x1000, CurG: gp, StackLo: sp - 0x8000, P: 0x2000,
+			PStatus: 1, CurGStatus: 2, CurGStatusKnown: true}
+	}
+	at := func(pc uint64, v trace.RuntimeVerdict, change func(*trace.Thread)) trace.Attempt {
+		th := preemptible()
+		if change != nil {
+			change(&th)
+		}
+		a := trace.Attempt{RegsKnown: true, PC: pc, SP: sp, Runtime: v, Thread: th,
+			StateKnown: true}
+		if v == trace.RuntimeAccepted {
+			a.ResumePC = pc
+		}
+		return a
+	}
+
+	// Where canPreemptM reads curg's status (Go 1.26+), a missing status leaves the
+	// state unchecked, and a goroutine in a system call makes the M busy.
+	unseenStatus, syscall := safepoint.Unknown, safepoint.MBusy
+	unseenMismatch, syscallMismatch := false, false
+	if !rules.CanPreemptMReadsCurG() {
+		unseenStatus, syscall = safepoint.Safe, safepoint.Safe
+		unseenMismatch, syscallMismatch = true, true
+	}
+
+	tests := []struct {
+		name     string
+		a        trace.Attempt
+		reason   safepoint.Reason
+		mismatch bool
+	}{
+		{"preemptible, accepted", at(plain, trace.RuntimeAccepted, nil), safepoint.Safe, false},
+		{"preemptible, refused", at(plain, trace.RuntimeRefused, nil), safepoint.Safe, true},
+		{"on g0", at(plain, trace.RuntimeRefused, func(th *trace.Thread) { th.CurG = 0x3000 }),
+			safepoint.NotUserGoroutine, false},
+		{"holding a lock", at(plain, trace.RuntimeRefused, func(th *trace.Thread) { th.Locks = 1 }),
+			safepoint.MBusy, false},
+		{"no P", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.P, th.PStatus = 0, 0 }), safepoint.MBusy, false},
+		{"P not running", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.PStatus = 3 }), safepoint.MBusy, false},
+		{"preemptoff", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.PreemptoffLen = 5 }), safepoint.MBusy, false},
+		{"stack full", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.StackLo = sp - 16 }), safepoint.StackSpace, false},
+		{"below the stack", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.StackLo = sp + 8 }), safepoint.StackSpace, false},
+		{"allocating at an unsafe point", at(nosplit, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.Mallocing = 1 }), safepoint.MBusy, false},
+		{"preemptible at an unsafe point", at(nosplit, trace.RuntimeRefused, nil),
+			safepoint.UnsafePoint, false},
+		{"accepted while allocating", at(plain, trace.RuntimeAccepted,
+			func(th *trace.Thread) { th.Mallocing = 1 }), safepoint.MBusy, true},
+		{"curg status unseen", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.CurGStatusKnown = false }), unseenStatus, unseenMismatch},
+		{"curg in a system call", at(plain, trace.RuntimeRefused,
+			func(th *trace.Thread) { th.CurGStatus = 3 | 0x1000 }), syscall, syscallMismatch},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := d.Decode(tt.a)
+			if r.Reason != tt.reason || r.Mismatch != tt.mismatch {
+				t.Errorf("reason %s mismatch %v (%s); want %s %v", r.Reason, r.Mismatch, r.Why,
+					tt.reason, tt.mismatch)
+			}
+		})
+	}
+}

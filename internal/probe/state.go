@@ -1,0 +1,90 @@
+package probe
+
+import (
+	"debug/dwarf"
+	"strings"
+)
+
+// StateOffsets are the byte offsets of the runtime's struct members that hold the thread
+// state isAsyncSafePoint checks before the PC (runtime/preempt.go): gp.m.curg == gp,
+// canPreemptM(gp.m), and the room left above gp.stack.lo.
+type StateOffsets struct {
+	// GM, GStackLo and GAtomicstatus are in runtime.g; GAtomicstatus is -1 when unknown,
+	// and then only the releases whose canPreemptM does not read it are fully covered.
+	GM, GStackLo, GAtomicstatus int32
+
+	// MCurg, MLocks, MMallocing, MPreemptoff and MP are in runtime.m.
+	MCurg, MLocks, MMallocing, MPreemptoff, MP int32
+
+	// PStatus is in runtime.p.
+	PStatus int32
+}
+
+// stateMember names one member the probe reads and its size in bytes.
+type stateMember struct {
+	typ, path string
+	size      int64
+	dst       func(*StateOffsets) *int32
+}
+
+// stateMembers are the members of StateOffsets, all required but g.atomicstatus. The sizes
+// are those of the runtime's types on 64-bit targets: a pointer or uintptr (puintptr for
+// m.p), an int32 or uint32 (atomic.Uint32 from Go 1.20), and a string of two words.
+var stateMembers = []stateMember{
+	{"runtime.g", "m", 8, func(o *StateOffsets) *int32 { return &o.GM }},
+	{"runtime.g", "stack.lo", 8, func(o *StateOffsets) *int32 { return &o.GStackLo }},
+	{"runtime.m", "curg", 8, func(o *StateOffsets) *int32 { return &o.MCurg }},
+	{"runtime.m", "locks", 4, func(o *StateOffsets) *int32 { return &o.MLocks }},
+	{"runtime.m", "mallocing", 4, func(o *StateOffsets) *int32 { return &o.MMallocing }},
+	{"runtime.m", "preemptoff", 16, func(o *StateOffsets) *int32 { return &o.MPreemptoff }},
+	{"runtime.m", "p", 8, func(o *StateOffsets) *int32 { return &o.MP }},
+	{"runtime.p", "status", 4, func(o *StateOffsets) *int32 { return &o.PStatus }},
+}
+
+// atomicstatusMember is g.atomicstatus, which canPreemptM reads of m.curg from Go 1.26.
+var atomicstatusMember = stateMember{"runtime.g", "atomicstatus", 4,
+	func(o *StateOffsets) *int32 { return &o.GAtomicstatus }}
+
+// stateOffsets returns the offsets of stateMembers in types, or nil when one is missing or
+// not of the expected size.
+func stateOffsets(types map[string]*dwarf.StructType) *StateOffsets {
+	o := &StateOffsets{GAtomicstatus: -1}
+	for _, m := range stateMembers {
+		off, ok := memberOffset(types[m.typ], m.path, m.size)
+		if !ok {
+			return nil
+		}
+		*m.dst(o) = off
+	}
+
+	if off, ok := memberOffset(types[atomicstatusMember.typ], atomicstatusMember.path,
+		atomicstatusMember.size); ok {
+		o.GAtomicstatus = off
+	}
+	return o
+}
+
+// memberOffset returns the offset of the size-byte member at path ("stack.lo" is the lo
+// member of the stack member) in st.
+func memberOffset(st *dwarf.StructType, path string, size int64) (int32, bool) {
+	var off int64
+	for {
+		name, rest, nested := strings.Cut(path, ".")
+		f, ok := member(st, name)
+		if !ok || f.ByteOffset < 0 {
+			return 0, false
+		}
+		off += f.ByteOffset
+		if !nested {
+			return int32(off), f.Type.Size() == size
+		}
+		t := f.Type
+		for td, ok := t.(*dwarf.TypedefType); ok; td, ok = t.(*dwarf.TypedefType) {
+			t = td.Type
+		}
+		if st, ok = t.(*dwarf.StructType); !ok {
+			return 0, false
+		}
+		path = rest
+	}
+}
