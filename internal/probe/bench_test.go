@@ -50,9 +50,12 @@ func BenchmarkSIGURG(b *testing.B) {
 	if err != nil {
 		b.Fatalf("plan: %v", err)
 	}
-	goid, err := probe.FindGoidOffset(bin, f.Version())
+	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
-		b.Fatalf("goid offset: %v", err)
+		b.Fatalf("runtime offsets: %v", err)
+	}
+	if offs.State == nil {
+		b.Fatal("no thread-state offsets: the benchmark would not measure the state reads")
 	}
 	noop := noopProgram(b)
 
@@ -64,7 +67,7 @@ func BenchmarkSIGURG(b *testing.B) {
 			return attachNoop(b, bin, pid, noop, plan.Entry.FileOffset)
 		})
 		traced += runTimed(b, bin, n, func(pid int) func() {
-			stop, count := attachTracer(b, pid, f, goid)
+			stop, count := attachTracer(b, pid, f, offs)
 			return func() {
 				stop()
 				events += float64(count()) / float64(n)
@@ -84,9 +87,10 @@ func BenchmarkSIGURG(b *testing.B) {
 
 // attachTracer attaches the full tracer to pid with a reader goroutine counting events. The
 // returned stop detaches and waits for the reader; count then gives the events read.
-func attachTracer(b *testing.B, pid int, f *symtab.File, goid probe.GoidOffset) (
+func attachTracer(b *testing.B, pid int, f *symtab.File, offs probe.RuntimeOffsets) (
 	stop func(), count func() int64) {
-	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: goid})
+	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
+		State: offs.State})
 	if err != nil {
 		b.Fatalf("attach: %v", err)
 	}

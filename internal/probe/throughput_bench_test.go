@@ -76,9 +76,12 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatalf("decode: %v", err)
 	}
 	defer f.Close()
-	goid, err := probe.FindGoidOffset(bin, f.Version())
+	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
-		b.Fatalf("goid offset: %v", err)
+		b.Fatalf("runtime offsets: %v", err)
+	}
+	if offs.State == nil {
+		b.Fatal("no thread-state offsets: the benchmark would not measure the state reads")
 	}
 	rules, err := safepoint.For(f.Version())
 	if err != nil {
@@ -87,7 +90,7 @@ func BenchmarkThroughput(b *testing.B) {
 
 	for _, mode := range []string{"natural", "storm"} {
 		b.Run(mode, func(b *testing.B) {
-			tp := &throughputBench{bin: bin, mode: mode, f: f, goid: goid, rules: rules}
+			tp := &throughputBench{bin: bin, mode: mode, f: f, offs: offs, rules: rules}
 			for i := 0; i < b.N; i++ {
 				tp.rounds(b)
 			}
@@ -101,7 +104,7 @@ type throughputBench struct {
 	bin   string
 	mode  string
 	f     *symtab.File
-	goid  probe.GoidOffset
+	offs  probe.RuntimeOffsets
 	rules *safepoint.Rules
 
 	untraced, traced []float64 // work per second of each run
@@ -232,7 +235,7 @@ func (tp *throughputBench) run(b *testing.B, traced bool) throughputResult {
 	if traced {
 		resetPeakRSS(b)
 		rss0 = procStatusKB(b, "VmRSS")
-		res.live = startLiveTrace(b, cmd.Process.Pid, tp.f, tp.goid, tp.rules)
+		res.live = startLiveTrace(b, cmd.Process.Pid, tp.f, tp.offs, tp.rules)
 		res.live.from.Store(monotonicNs(b))
 	}
 	cpu0 := cpuSeconds(b)
@@ -280,7 +283,7 @@ type liveTrace struct {
 }
 
 // startLiveTrace attaches the tracer to pid and starts its reader.
-func startLiveTrace(b *testing.B, pid int, f *symtab.File, goid probe.GoidOffset,
+func startLiveTrace(b *testing.B, pid int, f *symtab.File, offs probe.RuntimeOffsets,
 	rules *safepoint.Rules) *liveTrace {
 	proc, err := target.Find(pid)
 	if err != nil {
@@ -290,8 +293,8 @@ func startLiveTrace(b *testing.B, pid int, f *symtab.File, goid probe.GoidOffset
 	if err != nil {
 		b.Fatalf("load bias: %v", err)
 	}
-	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: goid,
-		RingBytes: ringBytes})
+	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
+		State: offs.State, RingBytes: ringBytes})
 	if err != nil {
 		b.Fatalf("attach: %v", err)
 	}
@@ -395,7 +398,7 @@ func mean(xs []float64) float64 {
 const attachReps = 5
 
 // BenchmarkTimeToLive measures how long a tracer takes from nothing to probes live in a
-// running process of a large binary: symtab.Open, FindGoidOffset and Attach (preflight,
+// running process of a large binary: symtab.Open, FindRuntimeOffsets and Attach (preflight,
 // probe planning, loading the BPF programs and placing the uprobes). Two peers are timed
 // against the same running process: debug/elf plus debug/gosym merely opening the binary's
 // function table, and a bare uprobe, a program that only returns, loaded and attached at the
@@ -510,7 +513,7 @@ func benchTimeToLive(b *testing.B, bin string, cmd *exec.Cmd) {
 
 // liveTimes are the steps of one attachment.
 type liveTimes struct {
-	open, goid, attach time.Duration // symtab.Open, FindGoidOffset, Attach
+	open, goid, attach time.Duration // symtab.Open, FindRuntimeOffsets, Attach
 	plan               time.Duration // PlanProbes alone on a fresh File, part of attach
 
 	funcs    int
@@ -529,14 +532,15 @@ func timeLive(b *testing.B, bin string, pid int) liveTimes {
 	t.open = time.Since(start)
 
 	start = time.Now()
-	g, err := probe.FindGoidOffset(bin, f.Version())
+	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
-		b.Fatalf("goid offset: %v", err)
+		b.Fatalf("runtime offsets: %v", err)
 	}
 	t.goid = time.Since(start)
 
 	start = time.Now()
-	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: g})
+	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
+		State: offs.State})
 	if err != nil {
 		b.Fatalf("attach: %v", err)
 	}
