@@ -18,14 +18,9 @@ var goidOffsets = map[int]uint32{19: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25
 func TestFindGoidOffset(t *testing.T) {
 	for _, c := range fixture.Matrix(t) {
 		t.Run(c.Name(), func(t *testing.T) {
-			bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
-			f, err := symtab.Open(bin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			bin, v := buildVersion(t, c)
 
-			got, err := probe.FindGoidOffset(bin, f.Version())
+			got, err := probe.FindGoidOffset(bin, v)
 			if err != nil {
 				t.Fatalf("FindGoidOffset: %v", err)
 			}
@@ -71,14 +66,9 @@ func TestGoidUnknownWithExperiment(t *testing.T) {
 func TestFindRuntimeOffsets(t *testing.T) {
 	for _, c := range fixture.Matrix(t) {
 		t.Run(c.Name(), func(t *testing.T) {
-			bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
-			f, err := symtab.Open(bin)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
+			bin, v := buildVersion(t, c)
 
-			got, err := probe.FindRuntimeOffsets(bin, f.Version())
+			got, err := probe.FindRuntimeOffsets(bin, v)
 			if err != nil {
 				t.Fatalf("FindRuntimeOffsets: %v", err)
 			}
@@ -107,4 +97,17 @@ func TestFindRuntimeOffsets(t *testing.T) {
 			t.Logf("%+v", *s)
 		})
 	}
+}
+
+// buildVersion builds the spin fixture of c and returns its path and the Go
+// version it records.
+func buildVersion(t *testing.T, c fixture.Case) (string, symtab.GoVersion) {
+	t.Helper()
+	bin := fixture.Build(t, c.Toolchain, "spin", c.Variant)
+	f, err := symtab.Open(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	return bin, f.Version()
 }
