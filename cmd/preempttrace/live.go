@@ -86,7 +86,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	}
 	warnAsyncPreemptOff(a.pid, stderr)
 
-	offs, err := probe.FindRuntimeOffsets(proc.Exe, f.Version())
+	offs, err := target.FindRuntimeOffsets(proc.Exe, f.Version())
 	if err != nil {
 		fmt.Fprintf(stderr, "preempttrace: goroutine ids and thread state unknown: %v\n", err)
 	}
@@ -123,18 +123,18 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	return s.finish()
 }
 
-func goidNote(g probe.GoidOffset) string {
+func goidNote(g target.GoidOffset) string {
 	switch g.Source {
-	case probe.GoidUnknown:
+	case target.GoidUnknown:
 		return ", goroutine ids unknown"
-	case probe.GoidFromTable:
+	case target.GoidFromTable:
 		return ", goroutine ids at the release's default offset (no DWARF)"
 	}
 	return ""
 }
 
 // stateNote says when refusals by the thread's state cannot be told apart.
-func stateNote(s *probe.StateOffsets) string {
+func stateNote(s *target.StateOffsets) string {
 	if s == nil {
 		return ", thread state unknown (no DWARF)"
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
 	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/target"
 	"github.com/preempttrace/preempttrace/internal/testutil"
 )
 
@@ -50,7 +51,7 @@ func BenchmarkSIGURG(b *testing.B) {
 	if err != nil {
 		b.Fatalf("plan: %v", err)
 	}
-	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
+	offs, err := target.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
 		b.Fatalf("runtime offsets: %v", err)
 	}
@@ -87,7 +88,7 @@ func BenchmarkSIGURG(b *testing.B) {
 
 // attachTracer attaches the full tracer to pid with a reader goroutine counting events. The
 // returned stop detaches and waits for the reader; count then gives the events read.
-func attachTracer(b *testing.B, pid int, f *symtab.File, offs probe.RuntimeOffsets) (
+func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffsets) (
 	stop func(), count func() int64) {
 	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
 		State: offs.State})

@@ -33,10 +33,10 @@
 // # Supported targets
 //
 // linux/amd64 Go 1.17 and later (the register ABI), any link mode, PIE or not, stripped or
-// not. Stripped binaries are placed from the pclntab, which stripping keeps. FindGoidOffset
+// not. Stripped binaries are placed from the pclntab, which stripping keeps. target.FindRuntimeOffsets
 // reads the goroutine id's offset from DWARF, else from a per-release table that holds only
 // for default GOEXPERIMENT settings; a stripped build with other experiments has no goroutine
-// ids. FindRuntimeOffsets also reads, from DWARF only, where runtime.g, runtime.m and
+// ids. It also reads, from DWARF only, where runtime.g, runtime.m and
 // runtime.p keep the thread state isAsyncSafePoint checks; without DWARF events carry no
 // state. Older releases and arm64 targets get an UnsupportedError.
 //

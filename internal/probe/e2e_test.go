@@ -54,7 +54,7 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Fatalf("decode %s: %v", bin, err)
 	}
 	t.Cleanup(func() { f.Close() })
-	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
+	offs, err := target.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
 		t.Fatalf("find runtime offsets: %v", err)
 	}

@@ -76,7 +76,7 @@ func BenchmarkThroughput(b *testing.B) {
 		b.Fatalf("decode: %v", err)
 	}
 	defer f.Close()
-	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
+	offs, err := target.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
 		b.Fatalf("runtime offsets: %v", err)
 	}
@@ -104,7 +104,7 @@ type throughputBench struct {
 	bin   string
 	mode  string
 	f     *symtab.File
-	offs  probe.RuntimeOffsets
+	offs  target.RuntimeOffsets
 	rules *safepoint.Rules
 
 	untraced, traced []float64 // work per second of each run
@@ -283,7 +283,7 @@ type liveTrace struct {
 }
 
 // startLiveTrace attaches the tracer to pid and starts its reader.
-func startLiveTrace(b *testing.B, pid int, f *symtab.File, offs probe.RuntimeOffsets,
+func startLiveTrace(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffsets,
 	rules *safepoint.Rules) *liveTrace {
 	proc, err := target.Find(pid)
 	if err != nil {
@@ -532,7 +532,7 @@ func timeLive(b *testing.B, bin string, pid int) liveTimes {
 	t.open = time.Since(start)
 
 	start = time.Now()
-	offs, err := probe.FindRuntimeOffsets(bin, f.Version())
+	offs, err := target.FindRuntimeOffsets(bin, f.Version())
 	if err != nil {
 		b.Fatalf("runtime offsets: %v", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/cilium/ebpf/ringbuf"
 
 	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/target"
 )
 
 // ErrStopped is returned by Read once Stop was called and every event that was in the ring
@@ -38,11 +39,11 @@ type Options struct {
 
 	// Goid is where runtime.g keeps the goroutine id (FindGoidOffset). The zero value is
 	// unknown: events then carry no goroutine id.
-	Goid GoidOffset
+	Goid target.GoidOffset
 
 	// State is where the runtime keeps the thread state isAsyncSafePoint checks
 	// (FindRuntimeOffsets). Nil means unknown: events then carry no state.
-	State *StateOffsets
+	State *target.StateOffsets
 
 	// RingBytes is the ring buffer size, a power of two and a multiple of the page size;
 	// 0 keeps the default of 512 KiB.
@@ -157,7 +158,7 @@ func (t *Tracer) load(opts Options) error {
 	vars := map[string]any{
 		bpfVarCfgTgid:        uint32(opts.PID),
 		bpfVarCfgGoidOffset:  goid,
-		bpfVarCfgOffsets:     opts.State.bpfOffsets(),
+		bpfVarCfgOffsets:     bpfOffsets(opts.State),
 		bpfVarCfgHaveVerdict: boolByte(t.plan.Verdict != nil),
 		bpfVarCfgHaveHandled: boolByte(t.plan.Handled != nil),
 		bpfVarCfgWakeupBytes: uint64(ring / 8),
@@ -436,7 +437,7 @@ func boolByte(b bool) uint8 {
 }
 
 // bpfOffsets returns the probe's configuration for o; every member unknown when o is nil.
-func (o *StateOffsets) bpfOffsets() bpfRuntimeOffsets {
+func bpfOffsets(o *target.StateOffsets) bpfRuntimeOffsets {
 	if o == nil {
 		return bpfRuntimeOffsets{G_m: -1, G_stackLo: -1, G_atomicstatus: -1, M_curg: -1,
 			M_locks: -1, M_mallocing: -1, M_preemptoff: -1, M_p: -1, P_status: -1}

@@ -1,11 +1,11 @@
-package probe_test
+package target_test
 
 import (
 	"testing"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
-	"github.com/preempttrace/preempttrace/internal/probe"
 	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/target"
 )
 
 // goidOffsets is g.goid per Go minor release, read from runtime.g in each release's
@@ -20,19 +20,19 @@ func TestFindGoidOffset(t *testing.T) {
 		t.Run(c.Name(), func(t *testing.T) {
 			bin, v := buildVersion(t, c)
 
-			got, err := probe.FindGoidOffset(bin, v)
+			got, err := target.FindGoidOffset(bin, v)
 			if err != nil {
 				t.Fatalf("FindGoidOffset: %v", err)
 			}
 			if c.Variant.IsStripped() {
-				if got.Source != probe.GoidFromTable || got.Offset != goidOffsets[c.Toolchain.Minor] {
+				if got.Source != target.GoidFromTable || got.Offset != goidOffsets[c.Toolchain.Minor] {
 					t.Fatalf("stripped build: %+v, want %d from the release table", got,
 						goidOffsets[c.Toolchain.Minor])
 				}
 				return
 			}
 
-			if !got.Known() || got.Source != probe.GoidFromDWARF {
+			if !got.Known() || got.Source != target.GoidFromDWARF {
 				t.Fatalf("offset unknown (%+v), want one from DWARF", got)
 			}
 			if want, ok := goidOffsets[c.Toolchain.Minor]; ok && got.Offset != want {
@@ -52,10 +52,10 @@ func TestGoidUnknownWithExperiment(t *testing.T) {
 		t.Fatal(err)
 	}
 	stripped := fixture.Build(t, fixture.Current(t), "spin", fixture.Stripped)
-	if got, err := probe.FindGoidOffset(stripped, v); err != nil || got.Known() {
+	if got, err := target.FindGoidOffset(stripped, v); err != nil || got.Known() {
 		t.Errorf("stripped experiment build: %+v, %v; want unknown", got, err)
 	}
-	if got, err := probe.FindGoidOffset(bin, v); err != nil || got.Source != probe.GoidFromDWARF {
+	if got, err := target.FindGoidOffset(bin, v); err != nil || got.Source != target.GoidFromDWARF {
 		t.Errorf("DWARF build: %+v, %v; want DWARF", got, err)
 	}
 }
@@ -68,7 +68,7 @@ func TestFindRuntimeOffsets(t *testing.T) {
 		t.Run(c.Name(), func(t *testing.T) {
 			bin, v := buildVersion(t, c)
 
-			got, err := probe.FindRuntimeOffsets(bin, v)
+			got, err := target.FindRuntimeOffsets(bin, v)
 			if err != nil {
 				t.Fatalf("FindRuntimeOffsets: %v", err)
 			}
