@@ -35,6 +35,12 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	if a.Runtime == trace.RuntimeAccepted {
 		a.ResumePC = ev.ResumePc
 	}
+	if fromRuntime, ok := ev.FromRuntime(); ok {
+		a.Origin = trace.OriginOutside
+		if fromRuntime {
+			a.Origin = trace.OriginRuntime
+		}
+	}
 	if ev.Has(EventState) {
 		a.Thread, a.StateKnown = thread(ev), true
 	}

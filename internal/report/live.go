@@ -58,6 +58,7 @@ type attemptJSON struct {
 	ResumePC       *hex             `json:"resume_pc"`
 	StateUnchecked bool             `json:"state_unchecked"`
 	Mismatch       string           `json:"mismatch,omitempty"`
+	Sender         string           `json:"sender"`
 }
 
 // LiveJSON writes one attempt as a JSON line (schema in the README).
@@ -66,7 +67,7 @@ func LiveJSON(w io.Writer, r *trace.Record) error {
 		Type: "preempt", Time: r.Time, PID: r.PID, TID: r.TID, PC: hex(r.PC),
 		Inlined: []frameJSON{}, Reason: r.Reason, Verdict: "refused",
 		RuntimeVerdict: r.Runtime.String(), Mismatch: r.Why,
-		StateUnchecked: r.Predicted.StateUnchecked,
+		StateUnchecked: r.Predicted.StateUnchecked, Sender: r.Origin.String(),
 	}
 	if !r.Refused() {
 		out.Verdict = "accepted"
@@ -96,6 +97,7 @@ type Totals struct {
 	InFlight uint64 // attempts under way when tracing stopped, never completed
 	Late     uint64 // attempts completed late, by the next one of their thread
 	Duration time.Duration
+	Backend  string // "ebpf" or "ptrace"
 }
 
 type topJSON struct {
@@ -106,6 +108,7 @@ type topJSON struct {
 
 type summaryJSON struct {
 	Type         string                      `json:"type"`
+	Backend      string                      `json:"backend"`
 	Events       uint64                      `json:"events"`
 	Refused      uint64                      `json:"refused"`
 	Accepted     uint64                      `json:"accepted"`
@@ -126,7 +129,7 @@ const summaryTop = 10
 // SummaryJSON writes the closing summary line.
 func SummaryJSON(w io.Writer, s *trace.Summary, t Totals) error {
 	out := summaryJSON{
-		Type: "summary", Events: s.Events, Refused: s.Refused, Accepted: s.Accepted,
+		Type: "summary", Backend: t.Backend, Events: s.Events, Refused: s.Refused, Accepted: s.Accepted,
 		NotWanted: s.NotWanted, Dropped: t.Dropped, InFlight: t.InFlight, Late: t.Late,
 		Mismatches:   s.Mismatches,
 		DecodeErrors: s.DecodeErrors, Seconds: t.Duration.Seconds(),

@@ -57,6 +57,30 @@ type Attempt struct {
 	// Thread is the state isAsyncSafePoint checks before the PC, when StateKnown.
 	Thread     Thread
 	StateKnown bool
+
+	// Origin says who sent the signal, as far as the backend saw its siginfo.
+	Origin Origin
+}
+
+// Origin is who sent a preemption signal. The runtime's handler treats every SIGURG
+// alike, so an outside one is decoded like any other; the origin only tells them apart.
+type Origin uint8
+
+// The origins.
+const (
+	// OriginUnknown: the backend did not see the siginfo.
+	OriginUnknown Origin = iota
+	// OriginRuntime: sent with tgkill(2), as the runtime's preemptM sends it.
+	OriginRuntime
+	// OriginOutside: sent some other way, such as kill(1).
+	OriginOutside
+)
+
+func (o Origin) String() string {
+	if o > OriginOutside {
+		return fmt.Sprintf("origin(%d)", uint8(o))
+	}
+	return [...]string{"unknown", "runtime", "outside"}[o]
 }
 
 // Thread is what the interrupted goroutine's M and P held when the signal
