@@ -19,7 +19,7 @@ import (
 const workloadCmd = "__workload"
 
 func newDemoCmd() *cobra.Command {
-	a := liveArgs{output: "text"}
+	a := liveArgs{output: "text", backend: backendAuto}
 	cmd := &cobra.Command{
 		Use:   "demo [--duration D] [-o text|json] [--all-events] [--verify]",
 		Short: "Trace a built-in workload that refuses preemption in every way",
@@ -90,6 +90,8 @@ func addOutputFlags(cmd *cobra.Command, a *liveArgs) {
 	cmd.Flags().BoolVar(&a.allEvents, "all-events", false, "print accepted attempts too")
 	cmd.Flags().BoolVar(&a.verify, "verify", false,
 		"print each attempt where the runtime's decision differs from the decoder's")
+	cmd.Flags().StringVar(&a.backend, "backend", backendAuto,
+		"auto (eBPF, else ptrace), ebpf or ptrace")
 }
 
 // stoppedBy reports whether err says the process died of sig.

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/ptrace"
 	"github.com/preempttrace/preempttrace/internal/report"
 	"github.com/preempttrace/preempttrace/internal/safepoint"
 	"github.com/preempttrace/preempttrace/internal/symtab"
@@ -31,11 +31,17 @@ type liveArgs struct {
 	allEvents bool
 	output    string
 	duration  time.Duration
+	backend   string
 }
 
 func (a *liveArgs) check() error {
 	if a.output != "text" && a.output != "json" {
 		return usageError{fmt.Errorf("--output %q: want text or json", a.output)}
+	}
+	switch a.backend {
+	case backendAuto, backendEBPF, backendPtrace:
+	default:
+		return usageError{fmt.Errorf("--backend %q: want auto, ebpf or ptrace", a.backend)}
 	}
 	if a.duration < 0 {
 		return usageError{errors.New("--duration must not be negative")}
@@ -48,7 +54,7 @@ type session struct {
 	args    liveArgs
 	stdout  io.Writer
 	stderr  io.Writer
-	tracer  *probe.Tracer
+	tracer  backend
 	decoder *trace.Decoder
 	footer  *footer
 	start   time.Time
@@ -90,25 +96,28 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	if err != nil {
 		fmt.Fprintf(stderr, "preempttrace: goroutine ids and thread state unknown: %v\n", err)
 	}
-	tr, err := probe.Attach(probe.Options{PID: a.pid, Exe: proc.Exe, Symtab: f, Goid: offs.Goid,
-		State: offs.State})
+	tr, err := attachBackend(a.backend, attachRequest{pid: a.pid, exe: proc.Exe, file: f,
+		offs: offs}, stderr)
 	if err != nil {
 		return fmt.Errorf("attach to pid %d: %w (scan and explain still work on this binary)",
 			a.pid, err)
 	}
 	defer func() {
-		if err := tr.Close(); err != nil {
+		if err := tr.close(); err != nil {
 			fmt.Fprintf(stderr, "preempttrace: detach: %v\n", err)
 		}
 	}()
 
 	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
 		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
-	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s)%s; Ctrl-C to stop\n", a.pid, proc.ExeName,
-		f.Version(), f.Arch(), goidNote(offs.Goid)+stateNote(offs.State))
-	for _, why := range tr.Plan().Missing {
-		fmt.Fprintf(stderr, "preempttrace: probe left out, runtime verdicts partly unknown: %s\n",
-			why)
+	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s) with %s%s; Ctrl-C to stop\n", a.pid,
+		proc.ExeName, f.Version(), f.Arch(), tr.name(), goidNote(offs.Goid)+stateNote(offs.State))
+	for _, note := range tr.notes() {
+		fmt.Fprintf(stderr, "preempttrace: %s\n", note)
+	}
+	if a.verify && tr.name() == backendPtrace {
+		fmt.Fprintln(stderr, "preempttrace: --verify has nothing to compare: "+
+			"only the eBPF backend observes the runtime's verdicts")
 	}
 	if isTerminal(stderr) {
 		s.footer = &footer{w: stderr}
@@ -161,7 +170,10 @@ func (s *session) stopOn(ctx context.Context, a liveArgs) func() {
 		case <-ctx.Done():
 		case <-watchExit(ctx, a.pid):
 		}
-		s.tracer.Stop()
+		if err := s.tracer.stop(); err != nil {
+			s.footer.clear()
+			fmt.Fprintf(s.stderr, "preempttrace: stop: %v\n", err)
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -219,14 +231,20 @@ func watchExit(ctx context.Context, pid int) <-chan struct{} {
 // read decodes and prints events until the tracer is stopped and drained.
 func (s *session) read() error {
 	for {
-		ev, err := s.tracer.Read()
-		if errors.Is(err, probe.ErrStopped) {
+		a, err := s.tracer.next()
+		if errors.Is(err, errBackendStopped) {
+			return nil
+		}
+		var exec *ptrace.ExecError
+		if errors.As(err, &exec) {
+			s.footer.clear()
+			fmt.Fprintf(s.stderr, "preempttrace: %v\n", err)
 			return nil
 		}
 		if err != nil {
 			return fmt.Errorf("read events: %w", err)
 		}
-		r := s.decoder.Decode(s.tracer.Attempt(&ev))
+		r := s.decoder.Decode(a)
 		s.mu.Lock()
 		s.summary.Add(&r)
 		s.mu.Unlock()
@@ -256,22 +274,21 @@ func (s *session) print(r *trace.Record) error {
 // status is the footer line: totals and rates so far.
 func (s *session) status() string {
 	secs := max(time.Since(s.start).Seconds(), 0.001)
-	c, _ := s.tracer.Counters()
+	lost, _ := s.tracer.losses()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return fmt.Sprintf("%d attempts (%.0f/s), %d refused, %d accepted, %d dropped, %d mismatches",
 		s.summary.Events, float64(s.summary.Events)/secs, s.summary.Refused,
-		s.summary.Accepted, c.Lost(), s.summary.Mismatches)
+		s.summary.Accepted, lost.Dropped, s.summary.Mismatches)
 }
 
 func (s *session) finish() error {
 	s.footer.clear()
-	c, err := s.tracer.Counters()
+	totals, err := s.tracer.losses()
 	if err != nil {
-		return fmt.Errorf("read drop counters: %w", err)
+		return err
 	}
-	totals := report.Totals{Dropped: c.Lost(), InFlight: c.InFlight, Late: c.Late,
-		Duration: time.Since(s.start)}
+	totals.Duration, totals.Backend = time.Since(s.start), s.tracer.name()
 	if s.args.output == "json" {
 		return report.SummaryJSON(s.stdout, &s.summary, totals)
 	}

@@ -2,7 +2,11 @@
 package testutil
 
 import (
+	"errors"
+	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
@@ -34,4 +38,37 @@ func RequireBPF(t testing.TB) {
 	t.Helper()
 
 	Require(t, "eBPF uprobes (root or CAP_SYS_ADMIN)", probe.Preflight)
+}
+
+// capSysPtrace is CAP_SYS_PTRACE's bit in /proc/PID/status CapEff (linux/capability.h).
+const capSysPtrace = 19
+
+// RequirePtrace is Require for tests that trace another process with ptrace: the tracer
+// needs CAP_SYS_PTRACE (Yama and a target of another user aside), and Yama's mode 3 forbids
+// ptrace outright.
+func RequirePtrace(t testing.TB) {
+	t.Helper()
+
+	Require(t, "ptrace (CAP_SYS_PTRACE)", func() error {
+		status, err := os.ReadFile("/proc/self/status")
+		if err != nil {
+			return err
+		}
+		var eff uint64
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+				if eff, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64); err != nil {
+					return fmt.Errorf("parse CapEff %q: %w", v, err)
+				}
+			}
+		}
+		if eff&(1<<capSysPtrace) == 0 {
+			return errors.New("CAP_SYS_PTRACE is not in the effective set")
+		}
+		if scope, err := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope"); err == nil &&
+			strings.TrimSpace(string(scope)) == "3" {
+			return errors.New("Yama ptrace_scope=3 forbids ptrace")
+		}
+		return nil
+	})
 }

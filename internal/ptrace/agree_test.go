@@ -1,0 +1,235 @@
+//go:build linux
+
+package ptrace_test
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/ptrace"
+	"github.com/preempttrace/preempttrace/internal/safepoint"
+	"github.com/preempttrace/preempttrace/internal/symtab"
+	"github.com/preempttrace/preempttrace/internal/target"
+	"github.com/preempttrace/preempttrace/internal/testutil"
+	"github.com/preempttrace/preempttrace/internal/trace"
+)
+
+// TestAgreesWithRuntime attaches both backends to one process. Every SIGURG stops the
+// thread for ptrace before its handler runs, and then fires the eBPF probes in the
+// handler, which read the runtime's own verdict. So the same attempts arrive twice: the
+// registers and thread state ptrace read must equal what the probes read from the
+// handler's arguments, and the reason ptrace's decoder predicts must be the one the runtime
+// then acted on.
+func TestAgreesWithRuntime(t *testing.T) {
+	testutil.RequirePtrace(t)
+	testutil.RequireBPF(t)
+
+	tc := fixture.Current(t)
+	for _, v := range []fixture.Variant{fixture.Default, fixture.ExternalPIE, fixture.Cgo} {
+		t.Run(string(v), func(t *testing.T) {
+			bin := fixture.Build(t, tc, "spin", v)
+			viaPtrace, viaProbes := traceBoth(t, bin)
+			checkAgreement(t, viaPtrace, viaProbes)
+		})
+	}
+}
+
+// traceBoth runs the fixture with both backends attached and returns what each decoded.
+func traceBoth(t *testing.T, bin string) (viaPtrace, viaProbes []trace.Record) {
+	t.Helper()
+
+	f, err := symtab.Open(bin)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	defer f.Close()
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	offs, err := target.FindRuntimeOffsets(bin, f.Version())
+	if err != nil || offs.State == nil {
+		t.Fatalf("runtime offsets: %+v, %v", offs, err)
+	}
+
+	cmd := exec.Command(bin, "all", "4s")
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	proc, err := target.Find(cmd.Process.Pid)
+	if err != nil {
+		t.Fatalf("find target: %v", err)
+	}
+	bias, err := proc.LoadBias()
+	if err != nil {
+		t.Fatalf("load bias: %v", err)
+	}
+	dec := trace.NewDecoder(f, rules, bias)
+
+	pt, err := ptrace.Attach(ptrace.Options{PID: proc.PID, Goid: offs.Goid, State: offs.State})
+	if err != nil {
+		t.Fatalf("ptrace attach: %v", err)
+	}
+	defer pt.Close()
+	bp, err := probe.Attach(probe.Options{PID: proc.PID, Symtab: f, Goid: offs.Goid,
+		State: offs.State})
+	if err != nil {
+		t.Fatalf("eBPF attach: %v", err)
+	}
+	defer bp.Close()
+
+	ptraced := make(chan []trace.Attempt)
+	go func() { ptraced <- collect(t, pt, 2*time.Second) }()
+	for _, ev := range probeEvents(t, bp, 2*time.Second) {
+		viaProbes = append(viaProbes, dec.Decode(bp.Attempt(&ev)))
+	}
+	for _, a := range <-ptraced {
+		viaPtrace = append(viaPtrace, dec.Decode(a))
+	}
+	return viaPtrace, viaProbes
+}
+
+// probeEvents reads the eBPF backend's events for d, then stops it and drains the ring.
+func probeEvents(t *testing.T, tr *probe.Tracer, d time.Duration) []probe.Event {
+	t.Helper()
+
+	var out []probe.Event
+	tr.SetDeadline(time.Now().Add(d))
+	for {
+		ev, err := tr.Read()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("eBPF read: %v", err)
+		}
+		out = append(out, ev)
+	}
+	if err := tr.Stop(); err != nil {
+		t.Fatalf("eBPF stop: %v", err)
+	}
+	tr.SetDeadline(time.Time{})
+	for {
+		ev, err := tr.Read()
+		if errors.Is(err, probe.ErrStopped) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("eBPF drain: %v", err)
+		}
+		out = append(out, ev)
+	}
+}
+
+// pair is one signal as both backends saw it.
+type pair struct{ ptrace, probe *trace.Record }
+
+// matchAttempts pairs the attempts of each thread in order. The backends attach and stop
+// at different moments, so either may have attempts the other missed at the ends; a signal
+// is the same one when it interrupted the same PC with the same stack pointer. Where two
+// attempts differ, the earlier one has no partner: ptrace sees a signal before its
+// handler runs, so its record of a signal is never later than the probes'.
+func matchAttempts(viaPtrace, viaProbes []trace.Record) (pairs []pair, unmatched int) {
+	byTID := func(rs []trace.Record) map[int][]*trace.Record {
+		m := map[int][]*trace.Record{}
+		for i := range rs {
+			m[rs[i].TID] = append(m[rs[i].TID], &rs[i])
+		}
+		return m
+	}
+	pt, bp := byTID(viaPtrace), byTID(viaProbes)
+
+	for tid, ps := range pt {
+		bs := pt[tid][:0:0]
+		bs = append(bs, bp[tid]...)
+		i, j := 0, 0
+		for i < len(ps) && j < len(bs) {
+			p, b := ps[i], bs[j]
+			switch {
+			case p.PC == b.PC && p.SP == b.SP:
+				pairs = append(pairs, pair{p, b})
+				i, j = i+1, j+1
+			case !p.Time.After(b.Time):
+				i, unmatched = i+1, unmatched+1
+			default:
+				j, unmatched = j+1, unmatched+1
+			}
+		}
+	}
+	return pairs, unmatched
+}
+
+// checkAgreement compares what both backends saw of the same signals.
+func checkAgreement(t *testing.T, viaPtrace, viaProbes []trace.Record) {
+	t.Helper()
+
+	pairs, unmatched := matchAttempts(viaPtrace, viaProbes)
+	t.Logf("ptrace %d attempts, eBPF %d, %d matched, %d without a partner", len(viaPtrace),
+		len(viaProbes), len(pairs), unmatched)
+	// ptrace attaches first, so nearly every signal the probes saw was seen by ptrace too.
+	if len(pairs) < 100 || len(pairs) < 95*len(viaProbes)/100 {
+		t.Fatalf("only %d of %d/%d attempts matched", len(pairs), len(viaPtrace),
+			len(viaProbes))
+	}
+
+	compared, notWanted, raced := 0, 0, 0
+	for _, p := range pairs {
+		if !sameState(t, p) {
+			raced++
+		}
+		if p.probe.Runtime == trace.RuntimeNotWanted {
+			// The goroutine had stopped wanting preemption; ptrace cannot see that.
+			notWanted++
+			continue
+		}
+		compared++
+		if p.ptrace.Reason != p.probe.Reason || p.ptrace.Refused() != p.probe.Refused() {
+			t.Errorf("tid %d pc %#x: ptrace predicted %s (refused=%v), runtime %s with reason %s",
+				p.ptrace.TID, p.ptrace.PC, p.ptrace.Reason, p.ptrace.Refused(), p.probe.Runtime,
+				p.probe.Reason)
+		}
+	}
+	t.Logf("%d runtime verdicts compared, %d not wanted by then; %d changed by other threads "+
+		"in between", compared, notWanted, raced)
+	if raced > len(pairs)/100 {
+		t.Errorf("%d of %d attempts saw the P's or the current goroutine's status change "+
+			"between the two reads", raced, len(pairs))
+	}
+	if compared == 0 {
+		t.Fatal("no runtime verdict to compare with")
+	}
+}
+
+// sameState checks that ptrace read the same goroutine and thread state as the probes.
+// What the interrupted thread owns must be equal: it is stopped from the first read to the
+// second. Its P's status and its current goroutine's status word can be changed by other
+// threads in between (sysmon retakes a P in a syscall, the collector sets the scan bit of
+// a goroutine it scans); sameState reports false when only those differ.
+func sameState(t *testing.T, p pair) bool {
+	t.Helper()
+
+	a, b := p.ptrace, p.probe
+	if a.GoIDKnown != b.GoIDKnown || a.GoID != b.GoID {
+		t.Errorf("tid %d pc %#x: goroutine %d (known %v) via ptrace, %d (known %v) via eBPF",
+			a.TID, a.PC, a.GoID, a.GoIDKnown, b.GoID, b.GoIDKnown)
+	}
+	if a.FP != b.FP {
+		t.Errorf("tid %d pc %#x: frame pointer %#x via ptrace, %#x via eBPF", a.TID, a.PC, a.FP,
+			b.FP)
+	}
+
+	own, other := a.Thread, b.Thread
+	own.PStatus, own.CurGStatus = other.PStatus, other.CurGStatus
+	if a.StateKnown != b.StateKnown || own != other {
+		t.Errorf("tid %d pc %#x: thread state via ptrace %+v (known %v), via eBPF %+v (known %v)",
+			a.TID, a.PC, a.Thread, a.StateKnown, b.Thread, b.StateKnown)
+	}
+	return a.Thread == b.Thread
+}
