@@ -68,7 +68,7 @@ func traceSpin(t *testing.T, bin, mode string, runFor, window time.Duration) *tr
 	}
 	run := &tracedRun{offs: offs}
 	dec := trace.NewDecoder(f, rules, bias)
-	for _, a := range collect(t, tr, window) {
+	for _, a := range collectAttempts(t, tr, window) {
 		run.records = append(run.records, dec.Decode(a))
 	}
 	run.counters = tr.Counters()
@@ -88,8 +88,8 @@ func traceSpin(t *testing.T, bin, mode string, runFor, window time.Duration) *tr
 	return run
 }
 
-// collect reads attempts for d, then stops the tracer and reads what is left.
-func collect(t *testing.T, tr *ptrace.Tracer, d time.Duration) []trace.Attempt {
+// collectAttempts reads attempts for d, then stops the tracer and reads what is left.
+func collectAttempts(t *testing.T, tr *ptrace.Tracer, d time.Duration) []trace.Attempt {
 	t.Helper()
 
 	stopped := make(chan error, 1)

@@ -60,6 +60,10 @@ func newStateReader(pid int, tlsOff int64, tlsKnown bool, goid target.GoidOffset
 	}
 	if st != nil {
 		gFields = append(gFields, field{int64(st.GM), 8}, field{int64(st.GStackLo), 8})
+		if r.wantKnown() {
+			gFields = append(gFields, field{int64(st.GAtomicstatus), 4},
+				field{int64(st.GPreempt), 1})
+		}
 		r.mSpan = spanOf(field{int64(st.MCurg), 8}, field{int64(st.MLocks), 4},
 			field{int64(st.MMallocing), 4}, field{int64(st.MPreemptoff), 16},
 			field{int64(st.MP), 8})
@@ -127,6 +131,17 @@ func (r *stateReader) fill(a *trace.Attempt, threadPointer uint64) (failed int) 
 		}
 		th.PStatus = binary.LittleEndian.Uint32(b[:])
 	}
+	if r.wantKnown() {
+		th.GStatus = binary.LittleEndian.Uint32(gAt(r.st.GAtomicstatus, 4))
+		th.GPreempt = gAt(r.st.GPreempt, 1)[0] != 0
+		if th.P != 0 {
+			if err := r.mem.read(th.P+uint64(r.st.PPreempt), b[:1]); err != nil {
+				return 1
+			}
+			th.PPreempt = b[0] != 0
+		}
+		th.WantKnown = true
+	}
 	if th.CurG != 0 && r.st.GAtomicstatus >= 0 {
 		if err := r.mem.read(th.CurG+uint64(r.st.GAtomicstatus), b[:]); err != nil {
 			return 1
@@ -135,4 +150,10 @@ func (r *stateReader) fill(a *trace.Attempt, threadPointer uint64) (failed int) 
 	}
 	a.Thread, a.StateKnown = th, true
 	return 0
+}
+
+// wantKnown reports whether the members wantAsyncPreempt reads are all known.
+func (r *stateReader) wantKnown() bool {
+	return r.st != nil && r.st.GAtomicstatus >= 0 &&
+		r.st.GPreempt >= 0 && r.st.PPreempt >= 0
 }

@@ -110,6 +110,11 @@ func checkNotTraced(pid int) error {
 	if _, err := fmt.Sscan(v, &tracer); err != nil || tracer == 0 {
 		return nil
 	}
+
+	// TracerPid names the tracing thread; the user knows its process.
+	if tgid, err := statusField(tracer, "Tgid"); err == nil {
+		fmt.Sscan(tgid, &tracer)
+	}
 	name, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tracer))
 	return &AlreadyTracedError{PID: pid, TracerPID: tracer,
 		TracerName: strings.TrimSpace(string(name))}

@@ -44,6 +44,8 @@ var delveStateMembers = []struct {
 	{"MPreemptoff", runtimeMember{"runtime.m", "preemptoff"}, false},
 	{"MP", runtimeMember{"runtime.m", "p"}, false},
 	{"PStatus", runtimeMember{"runtime.p", "status"}, false},
+	{"GPreempt", runtimeMember{"runtime.g", "preempt"}, true},
+	{"PPreempt", runtimeMember{"runtime.p", "preempt"}, true},
 }
 
 // goidRuntimeMember is the member target.GoidOffset locates.

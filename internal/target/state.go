@@ -18,6 +18,12 @@ type StateOffsets struct {
 
 	// PStatus is in runtime.p.
 	PStatus int32
+
+	// GPreempt and PPreempt are the preemption requests of runtime.g and runtime.p, -1
+	// when unknown. With GAtomicstatus they tell whether the goroutine still wanted to be
+	// preempted (wantAsyncPreempt), which a backend that cannot see the runtime's
+	// decision needs to know.
+	GPreempt, PPreempt int32
 }
 
 // stateMember names one member the probe reads and its size in bytes.
@@ -41,14 +47,18 @@ var stateMembers = []stateMember{
 	{"runtime.p", "status", 4, func(o *StateOffsets) *int32 { return &o.PStatus }},
 }
 
-// atomicstatusMember is g.atomicstatus, which canPreemptM reads of m.curg from Go 1.26.
-var atomicstatusMember = stateMember{"runtime.g", "atomicstatus", 4,
-	func(o *StateOffsets) *int32 { return &o.GAtomicstatus }}
+// optionalMembers are read when the DWARF has them and are -1 otherwise: g.atomicstatus,
+// which canPreemptM reads of m.curg from Go 1.26, and the preemption requests.
+var optionalMembers = []stateMember{
+	{"runtime.g", "atomicstatus", 4, func(o *StateOffsets) *int32 { return &o.GAtomicstatus }},
+	{"runtime.g", "preempt", 1, func(o *StateOffsets) *int32 { return &o.GPreempt }},
+	{"runtime.p", "preempt", 1, func(o *StateOffsets) *int32 { return &o.PPreempt }},
+}
 
 // stateOffsets returns the offsets of stateMembers in types, or nil when one is missing or
 // not of the expected size.
 func stateOffsets(types map[string]*dwarf.StructType) *StateOffsets {
-	o := &StateOffsets{GAtomicstatus: -1}
+	o := &StateOffsets{GAtomicstatus: -1, GPreempt: -1, PPreempt: -1}
 	for _, m := range stateMembers {
 		off, ok := memberOffset(types[m.typ], m.path, m.size)
 		if !ok {
@@ -57,9 +67,10 @@ func stateOffsets(types map[string]*dwarf.StructType) *StateOffsets {
 		*m.dst(o) = off
 	}
 
-	if off, ok := memberOffset(types[atomicstatusMember.typ], atomicstatusMember.path,
-		atomicstatusMember.size); ok {
-		o.GAtomicstatus = off
+	for _, m := range optionalMembers {
+		if off, ok := memberOffset(types[m.typ], m.path, m.size); ok {
+			*m.dst(o) = off
+		}
 	}
 	return o
 }

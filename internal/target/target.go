@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 )
 
 // ErrNoProcess reports a PID with no live process.
@@ -70,6 +71,13 @@ func (p *Process) LoadBias() (uint64, error) {
 	return mapped - linked, nil
 }
 
+// auxvTries and auxvRetry bound the wait for a process in execve(2) to get its auxiliary
+// vector.
+const (
+	auxvTries = 50
+	auxvRetry = 2 * time.Millisecond
+)
+
 // atPHDR is the auxiliary vector entry holding the address of the program
 // headers in memory (linux/auxvec.h).
 const atPHDR = 3
@@ -111,9 +119,20 @@ func programHeaderOffset(path string) (uint64, error) {
 
 // auxv returns the value of one auxiliary vector entry of the process.
 func (p *Process) auxv(key uint64) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/auxv", p.PID))
-	if err != nil {
-		return 0, fmt.Errorf("read auxv of pid %d: %w", p.PID, err)
+	// A process that is still in execve(2) shows an empty vector: the kernel closes
+	// close-on-exec files, which tells a parent such as os/exec that the exec succeeded,
+	// before it builds the new auxiliary vector.
+	var data []byte
+	for try := 0; ; try++ {
+		var err error
+		data, err = os.ReadFile(fmt.Sprintf("/proc/%d/auxv", p.PID))
+		if err != nil {
+			return 0, fmt.Errorf("read auxv of pid %d: %w", p.PID, err)
+		}
+		if len(data) >= 16 && binary.LittleEndian.Uint64(data) != 0 || try == auxvTries {
+			break
+		}
+		time.Sleep(auxvRetry)
 	}
 	for i := 0; i+16 <= len(data); i += 16 {
 		k := binary.LittleEndian.Uint64(data[i:])

@@ -103,6 +103,19 @@ type Thread struct {
 	// CurGStatus is m.curg.atomicstatus, when CurGStatusKnown.
 	CurGStatus      uint32
 	CurGStatusKnown bool
+
+	// GStatus is gp.atomicstatus, and GPreempt and PPreempt the preemption requests of gp
+	// and of m.p, when WantKnown: what wantAsyncPreempt reads. A backend that sees the
+	// runtime's decision has no need of them.
+	GStatus            uint32
+	GPreempt, PPreempt bool
+	WantKnown          bool
+}
+
+// wantsPreemption is wantAsyncPreempt(gp) (runtime/preempt.go): a request is pending on
+// the goroutine or its P, and the goroutine is running.
+func (th *Thread) wantsPreemption() bool {
+	return (th.GPreempt || th.P != 0 && th.PPreempt) && th.GStatus&^gScanStatus == gRunning
 }
 
 // Record is a decoded attempt.
@@ -188,10 +201,17 @@ func asyncPreemptStack(f *symtab.File, rules *safepoint.Rules) uint64 {
 // stack has room for asyncPreempt's frame.
 func (d *Decoder) state(a Attempt) safepoint.State {
 	var st safepoint.State
-	if a.Runtime == RuntimeNotWanted {
+	switch {
+	case a.Runtime == RuntimeNotWanted:
 		st.Wanted = safepoint.No
-	} else if a.Runtime != RuntimeUnknown {
+	case a.Runtime != RuntimeUnknown:
 		st.Wanted = safepoint.Yes
+	case a.StateKnown && a.Thread.WantKnown:
+		// The state at the signal, which the handler reads moments later. The running
+		// goroutine's requests are cleared only by its own thread, stopped in between;
+		// another thread may still make a request in that window, so "not wanted" can
+		// rarely be "wanted" by the time the handler looks.
+		st.Wanted = tri(a.Thread.wantsPreemption())
 	}
 	if !a.StateKnown {
 		return st
@@ -209,6 +229,7 @@ func (d *Decoder) state(a Attempt) safepoint.State {
 // Runtime constants canPreemptM compares with (runtime/runtime2.go).
 const (
 	pRunning    = 1      // _Prunning
+	gRunning    = 2      // _Grunning
 	gSyscall    = 3      // _Gsyscall
 	gScanStatus = 0x1000 // _Gscan
 )
