@@ -5,17 +5,21 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
+	"github.com/preempttrace/preempttrace/internal/ptrace"
 	"github.com/preempttrace/preempttrace/internal/testutil"
 )
 
 type liveSummary struct {
 	Type       string            `json:"type"`
+	Backend    string            `json:"backend"`
 	Events     uint64            `json:"events"`
 	Refused    uint64            `json:"refused"`
 	Accepted   uint64            `json:"accepted"`
@@ -46,7 +50,7 @@ func parseJSONLines(t *testing.T, out string) ([]map[string]any, liveSummary) {
 		switch m["type"] {
 		case "preempt":
 			for _, key := range []string{"time", "pid", "tid", "goid", "pc", "inlined", "reason",
-				"verdict", "runtime_verdict", "resume_pc"} {
+				"verdict", "runtime_verdict", "resume_pc", "sender"} {
 				if _, ok := m[key]; !ok {
 					t.Fatalf("attempt without %q: %s", key, line)
 				}
@@ -138,6 +142,7 @@ func TestLiveBadInput(t *testing.T) {
 		{[]string{"-p", "999999999"}, 1, "no such process"},
 		{[]string{"-p", strconv.Itoa(sleep.Process.Pid)}, 1, "not a Go binary"},
 		{[]string{"-p", "1", "-o", "yaml"}, 2, "want text or json"},
+		{[]string{"-p", "1", "--backend", "dtrace"}, 2, "want auto, ebpf or ptrace"},
 	} {
 		res := runCLI(t, tt.args...)
 		lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
@@ -145,5 +150,113 @@ func TestLiveBadInput(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want %d and one line with %q", tt.args, res.code,
 				res.stderr, tt.code, tt.msg)
 		}
+	}
+}
+
+// TestDemoPtrace runs the demo on the ptrace backend: every loop shows up with its reason,
+// and the summary says which backend traced.
+func TestDemoPtrace(t *testing.T) {
+	testutil.RequirePtrace(t)
+	res := runCLI(t, "demo", "--backend", "ptrace", "--duration", "2s", "-o", "json")
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	attempts, sum := parseJSONLines(t, res.stdout)
+	if uint64(len(attempts)) != sum.Events || sum.Events == 0 {
+		t.Fatalf("%d attempt lines, summary says %d", len(attempts), sum.Events)
+	}
+	if sum.Backend != "ptrace" || sum.Dropped != 0 {
+		t.Errorf("backend %q, %d dropped", sum.Backend, sum.Dropped)
+	}
+	for _, reason := range []string{"assembly", "no-pointers-stackmap", "unsafe-point", "safe"} {
+		if sum.ByReason[reason] == 0 {
+			t.Errorf("no %s attempt in %v", reason, sum.ByReason)
+		}
+	}
+	for _, a := range attempts {
+		if a["runtime_verdict"] != "unknown" || a["sender"] != "runtime" {
+			t.Fatalf("ptrace attempt with runtime verdict %v from %v", a["runtime_verdict"],
+				a["sender"])
+		}
+	}
+}
+
+// TestAutoFallsBackToPtrace takes CAP_SYS_ADMIN away, without which the kernel creates no
+// uprobe: the default backend must say why in one line and trace with ptrace, and the
+// target must run on to its normal end.
+func TestAutoFallsBackToPtrace(t *testing.T) {
+	testutil.RequirePtrace(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Fatalf("setpriv (util-linux) is needed to drop a capability: %v", err)
+	}
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	target := exec.Command(bin, "nosplit", "3s")
+	var out strings.Builder
+	target.Stdout = &out
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	var stdout, stderr strings.Builder
+	cli := exec.Command(setpriv, "--bounding-set", "-sys_admin", "--", cliPath,
+		"-p", strconv.Itoa(target.Process.Pid), "--duration", "1s", "-o", "json")
+	cli.Stdout, cli.Stderr = &stdout, &stderr
+	if err := cli.Run(); err != nil {
+		t.Fatalf("preempttrace: %v: %s", err, stderr.String())
+	}
+	if err := target.Wait(); err != nil || !strings.HasPrefix(out.String(), "spin: mode=nosplit") {
+		t.Errorf("target: %v, output %q", err, out.String())
+	}
+
+	fallback := 0
+	for _, line := range strings.Split(stderr.String(), "\n") {
+		if strings.Contains(line, "eBPF unavailable") {
+			fallback++
+			if !strings.Contains(line, "CAP_SYS_ADMIN") || !strings.HasSuffix(line, "using ptrace") {
+				t.Errorf("fallback line does not say why and what instead: %q", line)
+			}
+		}
+	}
+	if fallback != 1 {
+		t.Errorf("%d fallback lines in:\n%s", fallback, stderr.String())
+	}
+	_, sum := parseJSONLines(t, stdout.String())
+	if sum.Backend != "ptrace" || sum.ByReason["unsafe-point"] == 0 {
+		t.Errorf("backend %q, reasons %v", sum.Backend, sum.ByReason)
+	}
+}
+
+// TestPtraceAlreadyTraced: a process another tracer holds gets one line that names the
+// tracer, and runs on unharmed.
+func TestPtraceAlreadyTraced(t *testing.T) {
+	testutil.RequirePtrace(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	target := exec.Command(bin, "plain", "2s")
+	var out strings.Builder
+	target.Stdout = &out
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := ptrace.Attach(ptrace.Options{PID: target.Process.Pid})
+	if err != nil {
+		t.Fatalf("first tracer: %v", err)
+	}
+	go func() {
+		for _, err := holder.Read(); err == nil; _, err = holder.Read() {
+		}
+	}()
+
+	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--backend", "ptrace")
+	if err := holder.Stop(); err != nil {
+		t.Errorf("first tracer: %v", err)
+	}
+	lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
+	want := fmt.Sprintf("already traced by pid %d", os.Getpid())
+	if res.code != 1 || len(lines) != 1 || !strings.Contains(res.stderr, want) {
+		t.Errorf("exit %d, stderr %q; want 1 and one line with %q", res.code, res.stderr, want)
+	}
+	if err := target.Wait(); err != nil || !strings.HasPrefix(out.String(), "spin: mode=plain") {
+		t.Errorf("target: %v, output %q", err, out.String())
 	}
 }

@@ -32,55 +32,72 @@ func bundleInput(t *testing.T) string {
 	return path
 }
 
-// TestTraceThirdPartyProgram traces real esbuild releases built by Go 1.17,
-// 1.18, 1.20 and 1.25 (stripped, one without build info) while they minify a
-// large file: attempts arrive, the runtime never contradicts the decoder, and
-// the program's exit status and output are those of an untraced run.
+// TestTraceThirdPartyProgram traces real esbuild releases while they minify a large file:
+// those built by Go 1.17, 1.18, 1.20 and 1.25 (stripped, one without build info) with the
+// eBPF backend, which checks the runtime's verdicts against the decoder, and those built by
+// Go 1.14, 1.15 and 1.16, whose calling convention the probes do not support, with ptrace.
+// Attempts arrive, and the program's exit status and output are those of an untraced run.
 func TestTraceThirdPartyProgram(t *testing.T) {
-	testutil.RequireBPF(t)
 	input := bundleInput(t)
-	ran := 0
+	backends := map[string]int{}
 	for _, b := range fixture.Registry(t) {
-		if !strings.Contains(b.ID, "esbuild") || b.Arch != "amd64" || b.ID < "go1.17" {
+		if !strings.Contains(b.ID, "esbuild") || b.Arch != "amd64" || b.ID < "go1.14" {
 			continue
 		}
-		ran++
-		t.Run(b.ID, func(t *testing.T) {
-			dir := t.TempDir()
-			want := filepath.Join(dir, "want.js")
-			if out, err := exec.Command(b.Path, input, "--minify", "--outfile="+want).
-				CombinedOutput(); err != nil {
-				t.Fatalf("untraced run: %v: %s", err, out)
+		backend := "ebpf"
+		if b.ID < "go1.17" {
+			backend = "ptrace"
+		}
+		backends[backend]++
+		t.Run(b.ID+"/"+backend, func(t *testing.T) {
+			if backend == "ebpf" {
+				testutil.RequireBPF(t)
+			} else {
+				testutil.RequirePtrace(t)
 			}
-
-			got := filepath.Join(dir, "got.js")
-			prog := exec.Command(b.Path, input, "--minify", "--outfile="+got)
-			if err := prog.Start(); err != nil {
-				t.Fatal(err)
-			}
-			res := runCLI(t, "-p", strconv.Itoa(prog.Process.Pid), "-o", "json", "--verify")
-			if err := prog.Wait(); err != nil {
-				t.Errorf("traced run: %v", err)
-			}
-			if res.code != 0 {
-				t.Fatalf("preempttrace exit %d: %s", res.code, res.stderr)
-			}
-
-			_, sum := parseJSONLines(t, res.stdout)
-			t.Logf("%d attempts: %d refused, %d accepted, by reason %v", sum.Events, sum.Refused,
-				sum.Accepted, sum.ByReason)
-			if sum.Events == 0 || sum.Mismatches != 0 || sum.Dropped != 0 {
-				t.Errorf("%d attempts, %d mismatches, %d dropped", sum.Events, sum.Mismatches,
-					sum.Dropped)
-			}
-			a, _ := os.ReadFile(want)
-			c, _ := os.ReadFile(got)
-			if len(a) == 0 || !bytes.Equal(a, c) {
-				t.Error("traced output differs from the untraced one")
-			}
+			traceMinify(t, b.Path, input, "--backend", backend, "-o", "json", "--verify")
 		})
 	}
-	if ran == 0 {
-		t.Error("no esbuild binary of Go 1.17+ in the registry manifest")
+	if backends["ebpf"] == 0 || backends["ptrace"] == 0 {
+		t.Errorf("esbuild binaries per backend %v: want Go 1.14-1.16 and 1.17+ in the manifest",
+			backends)
+	}
+}
+
+// traceMinify runs esbuild untraced, then traced by the CLI with args, and compares.
+func traceMinify(t *testing.T, esbuild, input string, args ...string) {
+	t.Helper()
+
+	dir := t.TempDir()
+	want := filepath.Join(dir, "want.js")
+	if out, err := exec.Command(esbuild, input, "--minify", "--outfile="+want).
+		CombinedOutput(); err != nil {
+		t.Fatalf("untraced run: %v: %s", err, out)
+	}
+
+	got := filepath.Join(dir, "got.js")
+	prog := exec.Command(esbuild, input, "--minify", "--outfile="+got)
+	if err := prog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	res := runCLI(t, append([]string{"-p", strconv.Itoa(prog.Process.Pid)}, args...)...)
+	if err := prog.Wait(); err != nil {
+		t.Errorf("traced run: %v", err)
+	}
+	if res.code != 0 {
+		t.Fatalf("preempttrace exit %d: %s", res.code, res.stderr)
+	}
+
+	_, sum := parseJSONLines(t, res.stdout)
+	t.Logf("%s: %d attempts: %d refused, %d accepted, by reason %v", sum.Backend, sum.Events,
+		sum.Refused, sum.Accepted, sum.ByReason)
+	if sum.Events == 0 || sum.Mismatches != 0 || sum.Dropped != 0 {
+		t.Errorf("%d attempts, %d mismatches, %d dropped", sum.Events, sum.Mismatches,
+			sum.Dropped)
+	}
+	a, _ := os.ReadFile(want)
+	c, _ := os.ReadFile(got)
+	if len(a) == 0 || !bytes.Equal(a, c) {
+		t.Error("traced output differs from the untraced one")
 	}
 }
