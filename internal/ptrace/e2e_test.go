@@ -176,7 +176,8 @@ var (
 )
 
 // checkLoops checks the reasons in the fixture's loops: each refusing loop gets its own
-// reason at every attempt, and the ordinary loop is accepted somewhere.
+// reason at every attempt the runtime asks about, and the ordinary loop is accepted
+// somewhere.
 func (r *tracedRun) checkLoops(t *testing.T, loops []string) {
 	t.Helper()
 
@@ -188,7 +189,9 @@ func (r *tracedRun) checkLoops(t *testing.T, loops []string) {
 			t.Errorf("%s: no attempt with reason %s; got %v", name, want, got)
 		}
 		for reason, n := range got {
-			if reason != want {
+			// A request may be withdrawn by the time its signal arrives: the goroutine
+			// yielded between two calls of the loop and runs the next one.
+			if reason != want && reason != safepoint.NotWanted {
 				t.Errorf("%s: %d attempts with reason %s, want only %s", name, n, reason, want)
 			}
 		}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,6 +35,11 @@ type loop struct {
 	threads  map[int]*thread
 	stopping bool
 	end      error
+
+	// tid is the thread the loop runs on, which the kernel names as the tracer.
+	tid int
+	// waitList is reused by collect for the threads to look at.
+	waitList []int
 }
 
 // Bounds of attaching and detaching.
@@ -61,6 +67,7 @@ func (l *loop) run(attached chan<- error) {
 	// The thread stays locked until the goroutine exits, and then exits too, so that no
 	// other goroutine ever runs on a thread that holds tracees.
 	runtime.LockOSThread()
+	l.tid = unix.Gettid()
 
 	sigchld := make(chan os.Signal, 1)
 	signal.Notify(sigchld, unix.SIGCHLD)
@@ -123,6 +130,12 @@ func (l *loop) seizeAll() error {
 			case errors.Is(err, unix.ESRCH):
 				// It exited since the scan.
 			case errors.Is(err, unix.EPERM):
+				if l.tracedByUs(tid) {
+					// Started by a thread seized this round, and attached with it
+					// (PTRACE_O_TRACECLONE); its first stop is still to come.
+					l.threads[tid] = &thread{tid: tid}
+					continue
+				}
 				if err := checkNotTraced(tid); err != nil {
 					return err
 				}
@@ -142,6 +155,12 @@ func (l *loop) seizeAll() error {
 	return fmt.Errorf("pid %d kept starting threads while being attached to", l.pid)
 }
 
+// tracedByUs reports whether the loop's thread already traces tid.
+func (l *loop) tracedByUs(tid int) bool {
+	v, err := statusField(tid, "TracerPid")
+	return err == nil && v == strconv.Itoa(l.tid)
+}
+
 func trimNL(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
 		b = b[:len(b)-1]
@@ -150,24 +169,45 @@ func trimNL(b []byte) []byte {
 }
 
 // collect handles every tracee stop that is waiting, without blocking.
+//
+// It asks each traced thread in turn rather than waiting for any child: the thread the
+// loop runs on may have started the target itself (os/exec forks on whichever thread its
+// goroutine runs), and a wait for any child would then reap the target's exit status
+// once it is detached and exits, taking it from the goroutine that waits for it. A
+// thread this one does not know yet is announced by its parent's PTRACE_EVENT_CLONE stop
+// before it is waited for.
 func (l *loop) collect() error {
 	for {
-		var ws unix.WaitStatus
-		tid, err := unix.Wait4(-1, &ws, waitFlags, nil)
-		switch {
-		case errors.Is(err, unix.EINTR):
-			continue
-		case errors.Is(err, unix.ECHILD):
-			// No tracee left: every thread is gone.
-			clear(l.threads)
-			return nil
-		case err != nil:
-			return fmt.Errorf("wait for pid %d: %w", l.pid, err)
-		case tid <= 0:
-			return nil
+		l.waitList = l.waitList[:0]
+		for tid := range l.threads {
+			l.waitList = append(l.waitList, tid)
 		}
-		if err := l.handle(tid, ws); err != nil {
-			return err
+
+		handled := 0
+		for _, tid := range l.waitList {
+			var ws unix.WaitStatus
+			got, err := unix.Wait4(tid, &ws, waitFlags, nil)
+			for errors.Is(err, unix.EINTR) {
+				got, err = unix.Wait4(tid, &ws, waitFlags, nil)
+			}
+			switch {
+			case errors.Is(err, unix.ECHILD):
+				// Gone without a report left for us, such as a thread of a process
+				// that exec'd.
+				delete(l.threads, tid)
+				continue
+			case err != nil:
+				return fmt.Errorf("wait for thread %d of pid %d: %w", tid, l.pid, err)
+			case got != tid:
+				continue
+			}
+			handled++
+			if err := l.handle(tid, ws); err != nil {
+				return err
+			}
+		}
+		if handled == 0 {
+			return nil
 		}
 	}
 }

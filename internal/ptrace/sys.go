@@ -20,10 +20,9 @@ import (
 // dies the target must run on.
 const seizeOptions = unix.PTRACE_O_TRACECLONE | unix.PTRACE_O_TRACEEXEC | unix.PTRACE_O_TRACEEXIT
 
-// waitFlags collect every tracee's state changes (__WALL: threads too) without blocking,
-// and only this thread's tracees and children (__WNOTHREAD), so that waiting never reaps
-// a child another goroutine of the tracer started and waits for.
-const waitFlags = unix.WNOHANG | unix.WALL | unix.WNOTHREAD
+// waitFlags collect a tracee's state change without blocking; __WALL because the tracees
+// are threads, which are not the thread group's leader.
+const waitFlags = unix.WNOHANG | unix.WALL
 
 // ptraceEvent is the PTRACE_EVENT_* a ptrace-stop reports in bits 16-23 of its status.
 type ptraceEvent uint32

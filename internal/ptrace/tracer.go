@@ -63,6 +63,11 @@ type Tracer struct {
 
 // Attach seizes every thread of opts.PID. The target keeps running: it stops only for the
 // moment a signal is delivered to it, and is resumed with the same signal.
+//
+// A program that started the target itself must not wait for it (os/exec's Wait) before
+// Done is closed: while the target is traced the kernel reports its ptrace stops to every
+// thread of the tracer's process that waits for it, and a stop taken by such a wait is
+// never resumed.
 func Attach(opts Options) (*Tracer, error) {
 	if !regsAvailable {
 		return nil, fmt.Errorf("%s: %w (supported: amd64)", runtime.GOARCH, ErrUnsupported)
