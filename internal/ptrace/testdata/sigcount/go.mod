@@ -1,0 +1,3 @@
+module fixture/sigcount
+
+go 1.21
