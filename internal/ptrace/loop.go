@@ -192,9 +192,14 @@ func (l *loop) collect() error {
 			}
 			switch {
 			case errors.Is(err, unix.ECHILD):
-				// Gone without a report left for us, such as a thread of a process
-				// that exec'd.
+				// Gone without a report left for us. A thread other than the leader
+				// vanishes so when it executes a program: it takes the leader's ID
+				// and reports its PTRACE_EVENT_EXEC stop under that ID, after the
+				// leader itself was detached at its exit.
 				delete(l.threads, tid)
+				if tid != l.pid && l.threads[l.pid] == nil {
+					l.threads[l.pid] = &thread{tid: l.pid}
+				}
 				continue
 			case err != nil:
 				return fmt.Errorf("wait for thread %d of pid %d: %w", tid, l.pid, err)

@@ -82,6 +82,8 @@ func startSigcount(t *testing.T, bin string, env ...string) *sigcountProc {
 	p := &sigcountProc{cmd: exec.Command(bin), lines: newLineLog()}
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stderr = &p.stderr
+	// A target a failed test leaves stopped must not hang the cleanup's Wait on its pipes.
+	p.cmd.WaitDelay = 5 * time.Second
 	stdin, err := p.cmd.StdinPipe()
 	if err != nil {
 		t.Fatalf("sigcount stdin: %v", err)

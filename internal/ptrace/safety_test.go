@@ -602,3 +602,34 @@ func checkNoProcess(t *testing.T, pid int) {
 			target.ErrNoProcess)
 	}
 }
+
+// TestSafetyExec lets a traced, busy target replace itself with execve: the tracer must
+// notice, detach from the new program, whose code the decoder does not describe, and end
+// with an ExecError; the new program runs untraced, gets its signals and exits 0.
+func TestSafetyExec(t *testing.T) {
+	requirePtrace(t)
+	p := startSigcount(t, buildSigcount(t))
+	p.send(t, "busy")
+	p.expect(t, "busy")
+	tt := traceTarget(t, p.pid)
+	pollUntil(t, lineTimeout, "a runtime SIGURG is traced", func() bool {
+		return tt.col.count(trace.OriginRuntime) > 0
+	})
+
+	p.send(t, "exec")
+	p.expect(t, "ready ")
+	awaitClosed(t, tt.col.done, "the tracer ends after the exec")
+	var execErr *ptrace.ExecError
+	if !errors.As(tt.col.err, &execErr) || execErr.PID != p.pid {
+		t.Fatalf("Read ended with %v, want an ExecError for pid %d", tt.col.err, p.pid)
+	}
+	awaitClosed(t, tt.tr.Done(), "the tracer detaches")
+	pollUntil(t, lineTimeout, "no thread is traced", func() bool {
+		return allTracedBy(t, p.pid, 0)
+	})
+
+	p.roundTrip(t, syscall.SIGUSR1, "usr1", 1)
+	if fin := p.finish(t); fin.usr1 != 1 {
+		t.Errorf("the new program counted %d SIGUSR1, want 1", fin.usr1)
+	}
+}

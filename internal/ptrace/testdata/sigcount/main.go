@@ -11,6 +11,7 @@
 //	busy       start a spinning and an allocating goroutine
 //	churn N    start N goroutines that allocate linked lists without pause
 //	threads N  start N goroutines, each locked to its own thread and spinning in spin
+//	exec       replace the program with a new run of itself (execve), which starts over
 //	exit       print the totals and exit 0; the end of the input does the same
 //
 // Lines on standard output:
@@ -91,6 +92,13 @@ func run(line string) {
 		for i := 0; i < n; i++ {
 			go lockedSpin()
 		}
+	case "exec":
+		self, err := os.Executable()
+		if err == nil {
+			err = syscall.Exec(self, os.Args, os.Environ())
+		}
+		fmt.Fprintf(os.Stderr, "sigcount: exec: %v\n", err)
+		os.Exit(1)
 	case "exit":
 		finish()
 	default:
