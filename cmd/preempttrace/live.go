@@ -111,7 +111,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
 		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
 	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s) with %s%s; Ctrl-C to stop\n", a.pid,
-		proc.ExeName, f.Version(), f.Arch(), tr.name(), goidNote(offs.Goid)+stateNote(offs.State))
+		proc.ExeName, f.Version(), f.Arch(), tr.name(), goidNote(offs.Goid)+stateNote(offs))
 	for _, note := range tr.notes() {
 		fmt.Fprintf(stderr, "preempttrace: %s\n", note)
 	}
@@ -142,10 +142,14 @@ func goidNote(g target.GoidOffset) string {
 	return ""
 }
 
-// stateNote says when refusals by the thread's state cannot be told apart.
-func stateNote(s *target.StateOffsets) string {
-	if s == nil {
+// stateNote says when refusals by the thread's state cannot be told apart, or rest on the
+// release table.
+func stateNote(o target.RuntimeOffsets) string {
+	switch {
+	case o.State == nil:
 		return ", thread state unknown (no DWARF)"
+	case o.StateFromTable:
+		return ", thread state at the release's default offsets (no DWARF)"
 	}
 	return ""
 }

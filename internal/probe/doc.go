@@ -33,12 +33,12 @@
 // # Supported targets
 //
 // linux/amd64 Go 1.17 and later (the register ABI), any link mode, PIE or not, stripped or
-// not. Stripped binaries are placed from the pclntab, which stripping keeps. target.FindRuntimeOffsets
-// reads the goroutine id's offset from DWARF, else from a per-release table that holds only
-// for default GOEXPERIMENT settings; a stripped build with other experiments has no goroutine
-// ids. It also reads, from DWARF only, where runtime.g, runtime.m and
-// runtime.p keep the thread state isAsyncSafePoint checks; without DWARF events carry no
-// state. Older releases and arm64 targets get an UnsupportedError.
+// not. Stripped binaries are placed from the pclntab, which stripping keeps.
+// target.FindRuntimeOffsets reads where runtime.g, runtime.m and runtime.p keep the
+// goroutine id and the thread state isAsyncSafePoint checks from DWARF, else from
+// per-release tables that hold only for default GOEXPERIMENT settings and, for the state,
+// only for releases checked against a binary; otherwise events carry no goroutine id or
+// no state. Older releases and arm64 targets get an UnsupportedError.
 //
 // # Losses
 //

@@ -60,9 +60,17 @@ func TestGoidUnknownWithExperiment(t *testing.T) {
 	}
 }
 
+// strippedTwin is the variant each stripped one differs from only by symbols and DWARF.
+var strippedTwin = map[fixture.Variant]fixture.Variant{
+	fixture.Stripped:            fixture.Default,
+	fixture.ExternalPIEStripped: fixture.ExternalPIE,
+	fixture.ARM64Stripped:       fixture.ARM64,
+}
+
 // TestFindRuntimeOffsets reads the thread-state members from the DWARF of every
-// toolchain's fixture, and checks that builds without DWARF leave them unknown rather
-// than guessed.
+// toolchain's fixture. Builds without DWARF take them from the release table on amd64,
+// which must give what their unstripped twin's DWARF gives, and leave them unknown
+// elsewhere rather than guessed.
 func TestFindRuntimeOffsets(t *testing.T) {
 	for _, c := range fixture.Matrix(t) {
 		t.Run(c.Name(), func(t *testing.T) {
@@ -73,10 +81,11 @@ func TestFindRuntimeOffsets(t *testing.T) {
 				t.Fatalf("FindRuntimeOffsets: %v", err)
 			}
 			if c.Variant.IsStripped() {
-				if got.State != nil {
-					t.Fatalf("stripped build: state offsets %+v, want unknown", *got.State)
-				}
+				checkStrippedState(t, c, got)
 				return
+			}
+			if got.StateFromTable {
+				t.Error("state offsets from the table for a build with DWARF")
 			}
 
 			s := got.State
@@ -110,4 +119,35 @@ func buildVersion(t *testing.T, c fixture.Case) (string, symtab.GoVersion) {
 	}
 	defer f.Close()
 	return bin, f.Version()
+}
+
+// checkStrippedState checks a stripped build's state offsets against its twin's DWARF.
+func checkStrippedState(t *testing.T, c fixture.Case, got target.RuntimeOffsets) {
+	t.Helper()
+
+	if c.Variant.Arch() != "amd64" {
+		if got.State != nil {
+			t.Fatalf("stripped %s build: state offsets %+v, want unknown", c.Variant.Arch(),
+				*got.State)
+		}
+		return
+	}
+	if got.State == nil || !got.StateFromTable {
+		t.Fatalf("stripped build: state %v from table %v, want the release table's row",
+			got.State, got.StateFromTable)
+	}
+
+	twin := fixture.Build(t, c.Toolchain, "spin", strippedTwin[c.Variant])
+	tv, err := symtab.Open(twin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tv.Close()
+	want, err := target.FindRuntimeOffsets(twin, tv.Version())
+	if err != nil || want.State == nil {
+		t.Fatalf("twin's offsets: %+v, %v", want, err)
+	}
+	if *got.State != *want.State {
+		t.Errorf("table row %+v, twin's DWARF %+v", *got.State, *want.State)
+	}
 }

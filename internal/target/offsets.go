@@ -57,9 +57,10 @@ type RuntimeOffsets struct {
 	Goid GoidOffset
 
 	// State is where g, m and p keep the thread state isAsyncSafePoint checks; nil when
-	// the target's DWARF does not describe all of it. It has no release table: without
-	// DWARF the state stays unknown rather than read at a guessed offset.
-	State *StateOffsets
+	// neither the target's DWARF nor a checked row of the release table (stateByRelease)
+	// gives all of it. StateFromTable says it came from the table.
+	State          *StateOffsets
+	StateFromTable bool
 }
 
 // FindGoidOffset returns where g.goid is in the executable at path, built by release v
@@ -77,7 +78,8 @@ func FindGoidOffset(path string, v symtab.GoVersion) (GoidOffset, error) {
 // is unknown, with no error. The runtime's own description of its struct comes first,
 // because the layout of g moves between releases and with GOEXPERIMENT settings
 // (runtime/runtime2.go: goid is at 152 in most releases and at 160 in Go 1.23 and 1.24).
-// The thread state comes from DWARF only.
+// The thread state likewise comes from DWARF, else from the releases whose table row was
+// checked against a binary of theirs.
 func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error) {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -87,7 +89,7 @@ func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error)
 
 	// Linking with -w or stripping removes the section.
 	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
-		return RuntimeOffsets{Goid: goidFromTable(v)}, nil
+		return fromTables(v, f.Machine), nil
 	}
 	d, err := typeDWARF(f)
 	if err != nil {
@@ -96,7 +98,7 @@ func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error)
 
 	types, err := runtimeTypes(d)
 	if errors.Is(err, errNoRuntimeG) {
-		return RuntimeOffsets{Goid: goidFromTable(v)}, nil
+		return fromTables(v, f.Machine), nil
 	}
 	if err != nil {
 		return RuntimeOffsets{}, fmt.Errorf("read runtime types from DWARF of %s: %w", path, err)
@@ -156,6 +158,13 @@ func typeDWARF(f *elf.File) (*dwarf.Data, error) {
 		}
 	}
 	return d, nil
+}
+
+// fromTables returns the offsets of the release tables, for a binary without DWARF that
+// describes the runtime.
+func fromTables(v symtab.GoVersion, machine elf.Machine) RuntimeOffsets {
+	st := stateFromTable(v, machine)
+	return RuntimeOffsets{Goid: goidFromTable(v), State: st, StateFromTable: st != nil}
 }
 
 // goidFromTable returns the release's offset for a build with default

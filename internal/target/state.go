@@ -2,7 +2,10 @@ package target
 
 import (
 	"debug/dwarf"
+	"debug/elf"
 	"strings"
+
+	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
 // StateOffsets are the byte offsets of the runtime's struct members that hold the thread
@@ -24,6 +27,40 @@ type StateOffsets struct {
 	// preempted (wantAsyncPreempt), which a backend that cannot see the runtime's
 	// decision needs to know.
 	GPreempt, PPreempt int32
+}
+
+// stateByRelease is StateOffsets by Go minor release for amd64 builds with that release's
+// default GOEXPERIMENT settings, for binaries without DWARF. Every row was read from the
+// DWARF of a binary of that release and is checked against it again by TestStateTable:
+// the installed toolchains (1.19, 1.21-1.23, 1.26, 1.27) and a registry binary (1.14).
+// Releases without such a binary here have no row, and their stripped builds no state:
+// runtime.p in particular changes size with nearly every release, and a guessed offset
+// would give plausible wrong answers.
+var stateByRelease = map[int]StateOffsets{
+	14: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 10144},
+	19: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8904},
+	21: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8904},
+	22: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8936},
+	23: {GM: 48, GStackLo: 0, GAtomicstatus: 152, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 185, PPreempt: 8928},
+	26: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 184, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 13776},
+	27: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 184, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 13776},
+}
+
+// stateFromTable returns the release's row for an amd64 build with default experiments,
+// and nil otherwise.
+func stateFromTable(v symtab.GoVersion, machine elf.Machine) *StateOffsets {
+	row, ok := stateByRelease[v.Minor]
+	if !ok || len(v.Experiments) != 0 || machine != elf.EM_X86_64 {
+		return nil
+	}
+	return &row
 }
 
 // stateMember names one member the probe reads and its size in bytes.
