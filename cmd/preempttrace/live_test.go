@@ -260,3 +260,30 @@ func TestPtraceAlreadyTraced(t *testing.T) {
 		t.Errorf("target: %v, output %q", err, out.String())
 	}
 }
+
+// TestWarnsAsyncPreemptOff: a target that turned signal preemption off gets one warning
+// line saying why nothing will be traced, and indeed no attempt arrives.
+func TestWarnsAsyncPreemptOff(t *testing.T) {
+	testutil.RequirePtrace(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	target := exec.Command(bin, "nosplit", "2s")
+	target.Env = append(os.Environ(), "GODEBUG=gctrace=0,asyncpreemptoff=1")
+	if err := target.Start(); err != nil {
+		t.Fatal(err)
+	}
+
+	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--backend", "ptrace",
+		"--duration", "1s", "-o", "json")
+	if err := target.Wait(); err != nil {
+		t.Errorf("target: %v", err)
+	}
+	if res.code != 0 {
+		t.Fatalf("exit %d: %s", res.code, res.stderr)
+	}
+	if n := strings.Count(res.stderr, "asyncpreemptoff=1"); n != 1 {
+		t.Errorf("%d warnings about asyncpreemptoff in:\n%s", n, res.stderr)
+	}
+	if _, sum := parseJSONLines(t, res.stdout); sum.Events != 0 {
+		t.Errorf("%d attempts from a target that sends no preemption signal", sum.Events)
+	}
+}
