@@ -21,14 +21,16 @@ const workloadCmd = "__workload"
 func newDemoCmd() *cobra.Command {
 	a := liveArgs{output: "text", backend: backendAuto}
 	cmd := &cobra.Command{
-		Use:   "demo [--duration D] [-o text|json] [--all-events] [--verify]",
+		Use:   "demo [--backend B] [--duration D] [-o text|json] [--all-events] [--verify]",
 		Short: "Trace a built-in workload that refuses preemption in every way",
 		Long: `demo starts a workload (this binary, re-executed) whose goroutines spin in an
 assembly loop, a NO_LOCAL_POINTERS assembly loop, a nosplit loop, a large clear
 and a plain loop while the main goroutine allocates, and traces it live. Needs
-the same privileges as tracing any process: root (creating uprobes needs
-CAP_SYS_ADMIN on current kernels).`,
+the same privileges as tracing any process: root for eBPF (creating uprobes
+needs CAP_SYS_ADMIN on current kernels), else CAP_SYS_PTRACE for ptrace, which
+the default backend falls back to.`,
 		Example: `  sudo preempttrace demo
+  sudo preempttrace demo --backend ptrace
   sudo preempttrace demo --duration 10s --verify
   sudo preempttrace demo -o json | jq -c 'select(.type=="summary")'`,
 		Args: positional(cobra.NoArgs),
