@@ -118,6 +118,7 @@ type summaryJSON struct {
 	Late         uint64                      `json:"late"`
 	Mismatches   uint64                      `json:"mismatches"`
 	DecodeErrors uint64                      `json:"decode_errors"`
+	StateUnknown uint64                      `json:"state_unknown"`
 	Seconds      float64                     `json:"seconds"`
 	ByReason     map[safepoint.Reason]uint64 `json:"by_reason"`
 	Top          []topJSON                   `json:"top"`
@@ -132,7 +133,8 @@ func SummaryJSON(w io.Writer, s *trace.Summary, t Totals) error {
 		Type: "summary", Backend: t.Backend, Events: s.Events, Refused: s.Refused, Accepted: s.Accepted,
 		NotWanted: s.NotWanted, Dropped: t.Dropped, InFlight: t.InFlight, Late: t.Late,
 		Mismatches:   s.Mismatches,
-		DecodeErrors: s.DecodeErrors, Seconds: t.Duration.Seconds(),
+		DecodeErrors: s.DecodeErrors, StateUnknown: s.StateUnknown,
+		Seconds:  t.Duration.Seconds(),
 		ByReason: s.ByReason, Top: []topJSON{},
 	}
 	if out.ByReason == nil {
@@ -151,6 +153,10 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 		s.NotWanted, t.Dropped, s.Mismatches)
 	if s.DecodeErrors > 0 {
 		fmt.Fprintf(w, "%d attempts could not be decoded\n", s.DecodeErrors)
+	}
+	if s.StateUnknown > 0 {
+		fmt.Fprintf(w, "%d attempts without the thread's state: their reasons rest on the PC "+
+			"alone\n", s.StateUnknown)
 	}
 	if t.InFlight > 0 || t.Late > 0 {
 		fmt.Fprintf(w, "%d attempts still in the handler when tracing stopped, %d completed late\n",

@@ -25,6 +25,10 @@ type Summary struct {
 	MismatchList                         []Record
 	DecodeErrors                         uint64
 
+	// StateUnknown counts attempts the backend read no thread state for, whose reasons
+	// rest on the PC rules alone.
+	StateUnknown uint64
+
 	perFunc map[string]map[safepoint.Reason]uint64
 }
 
@@ -39,6 +43,9 @@ func (s *Summary) Add(r *Record) {
 	if r.DecodeErr != nil {
 		s.DecodeErrors++
 	}
+	if !r.StateKnown {
+		s.StateUnknown++
+	}
 	if r.Mismatch {
 		s.Mismatches++
 		if len(s.MismatchList) < maxMismatchesKept {
@@ -46,8 +53,10 @@ func (s *Summary) Add(r *Record) {
 		}
 	}
 
+	// The runtime says so when a backend sees its decision; otherwise the decoder
+	// predicted it from the state the backend read.
 	switch {
-	case r.Runtime == RuntimeNotWanted:
+	case r.Runtime == RuntimeNotWanted || r.Reason == safepoint.NotWanted:
 		s.NotWanted++
 		return
 	case !r.Refused():

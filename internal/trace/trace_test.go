@@ -193,3 +193,36 @@ func TestDecodeState(t *testing.T) {
 		})
 	}
 }
+
+// TestSummaryCounts checks how the summary files attempts: a not-wanted attempt counts as
+// such whether the runtime said so (eBPF) or the decoder predicted it from the state the
+// backend read (ptrace), and neither is a refusal; attempts without state are counted.
+func TestSummaryCounts(t *testing.T) {
+	records := []trace.Record{
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeNotWanted, StateKnown: true},
+			Reason: safepoint.NotWanted},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeUnknown, StateKnown: true},
+			Reason: safepoint.NotWanted},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeRefused, StateKnown: true},
+			Reason: safepoint.Assembly},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeUnknown}, Reason: safepoint.UnsafePoint},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeUnknown}, Reason: safepoint.Safe},
+	}
+	var sum trace.Summary
+	for i := range records {
+		sum.Add(&records[i])
+	}
+
+	if sum.Events != 5 || sum.NotWanted != 2 || sum.Refused != 2 || sum.Accepted != 1 {
+		t.Errorf("events %d, not wanted %d, refused %d, accepted %d; want 5, 2, 2, 1",
+			sum.Events, sum.NotWanted, sum.Refused, sum.Accepted)
+	}
+	if sum.StateUnknown != 2 {
+		t.Errorf("%d attempts without state, want 2", sum.StateUnknown)
+	}
+	for _, fc := range sum.Top(10) {
+		if fc.Reason == safepoint.NotWanted {
+			t.Errorf("not-wanted attempts listed as refusals: %+v", fc)
+		}
+	}
+}
