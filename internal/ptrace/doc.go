@@ -16,8 +16,8 @@
 // other signal is passed on unchanged.
 //
 // Stops are noticed through SIGCHLD and collected per traced thread; each costs the
-// stopped thread a round trip through the tracer's scheduler, 0.1-0.25 ms on the
-// development VM, far more than the eBPF probes.
+// stopped thread a round trip through the tracer's scheduler, 0.1-0.6 ms on the
+// development VM depending on its load, far more than the eBPF probes.
 //
 // # What it never does
 //
