@@ -3,16 +3,14 @@
 package probe
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/features"
+	"github.com/preempttrace/preempttrace/internal/target"
 )
 
 // Capability numbers (linux/capability.h).
@@ -52,7 +50,7 @@ func Preflight() error {
 // CAP_PERFMON there and went back to CAP_SYS_ADMIN in 2025, also in its stable kernels
 // (measured here on 6.18: CAP_BPF and CAP_PERFMON alone get EACCES).
 func checkCapabilities() error {
-	eff, err := effectiveCaps()
+	eff, err := target.EffectiveCaps()
 	if err != nil {
 		return fmt.Errorf("read capabilities: %w", err)
 	}
@@ -61,28 +59,6 @@ func checkCapabilities() error {
 		return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}}
 	}
 	return nil
-}
-
-// effectiveCaps returns the CapEff mask of the calling process.
-func effectiveCaps() (uint64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "CapEff:")
-		if !ok {
-			continue
-		}
-		return strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New("no CapEff line in /proc/self/status")
 }
 
 // tracefsMounted reports whether a tracefs with a uprobe_events file is reachable.

@@ -9,6 +9,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -140,7 +141,7 @@ func (l *loop) seizeAll() error {
 					return err
 				}
 				scope, _ := os.ReadFile("/proc/sys/kernel/yama/ptrace_scope")
-				return &PermissionError{PID: l.pid, Scope: string(trimNL(scope)), Err: err}
+				return &PermissionError{PID: l.pid, Scope: strings.TrimSpace(string(scope)), Err: err}
 			default:
 				return fmt.Errorf("seize thread %d of pid %d: %w", tid, l.pid, err)
 			}
@@ -157,15 +158,8 @@ func (l *loop) seizeAll() error {
 
 // tracedByUs reports whether the loop's thread already traces tid.
 func (l *loop) tracedByUs(tid int) bool {
-	v, err := statusField(tid, "TracerPid")
+	v, err := target.StatusField(tid, "TracerPid")
 	return err == nil && v == strconv.Itoa(l.tid)
-}
-
-func trimNL(b []byte) []byte {
-	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == ' ') {
-		b = b[:len(b)-1]
-	}
-	return b
 }
 
 // collect handles every tracee stop that is waiting, without blocking.

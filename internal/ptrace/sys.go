@@ -11,6 +11,7 @@ import (
 	"strings"
 	"unsafe"
 
+	"github.com/preempttrace/preempttrace/internal/target"
 	"golang.org/x/sys/unix"
 )
 
@@ -112,24 +113,10 @@ func threadIDs(pid int) ([]int, error) {
 	return tids, nil
 }
 
-// statusField returns a field of /proc/PID/status, such as "TracerPid" or "NSpid".
-func statusField(pid int, name string) (string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, name+":"); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("no %s in /proc/%d/status", name, pid)
-}
-
 // innermostPID returns the process's PID in its own PID namespace, the one the runtime's
 // tgkill puts in si_pid.
 func innermostPID(pid int) (int, error) {
-	v, err := statusField(pid, "NSpid")
+	v, err := target.StatusField(pid, "NSpid")
 	if err != nil {
 		return 0, err
 	}

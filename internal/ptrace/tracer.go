@@ -104,7 +104,7 @@ func Attach(opts Options) (*Tracer, error) {
 // checkNotTraced turns "another tracer holds the target" into an error that names it,
 // before PTRACE_SEIZE fails with a bare EPERM.
 func checkNotTraced(pid int) error {
-	v, err := statusField(pid, "TracerPid")
+	v, err := target.StatusField(pid, "TracerPid")
 	if os.IsNotExist(err) {
 		return fmt.Errorf("pid %d: %w", pid, target.ErrNoProcess)
 	}
@@ -117,7 +117,7 @@ func checkNotTraced(pid int) error {
 	}
 
 	// TracerPid names the tracing thread; the user knows its process.
-	if tgid, err := statusField(tracer, "Tgid"); err == nil {
+	if tgid, err := target.StatusField(tracer, "Tgid"); err == nil {
 		fmt.Sscan(tgid, &tracer)
 	}
 	name, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", tracer))

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/target"
 )
 
 // Requirement is a check that returns nil when the machine can run a test, or the reason
@@ -50,17 +50,9 @@ func RequirePtrace(t testing.TB) {
 	t.Helper()
 
 	Require(t, "ptrace (CAP_SYS_PTRACE)", func() error {
-		status, err := os.ReadFile("/proc/self/status")
+		eff, err := target.EffectiveCaps()
 		if err != nil {
-			return err
-		}
-		var eff uint64
-		for _, line := range strings.Split(string(status), "\n") {
-			if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
-				if eff, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64); err != nil {
-					return fmt.Errorf("parse CapEff %q: %w", v, err)
-				}
-			}
+			return fmt.Errorf("read capabilities: %w", err)
 		}
 		if eff&(1<<capSysPtrace) == 0 {
 			return errors.New("CAP_SYS_PTRACE is not in the effective set")
