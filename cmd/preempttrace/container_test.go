@@ -7,11 +7,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
+	"time"
 
-	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/testutil"
 )
 
@@ -40,19 +39,10 @@ func TestSidecarImage(t *testing.T) {
 		{"sys-ptrace-only", "-all,+sys_ptrace,+sys_chroot", "ptrace"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-			target := exec.Command(bin, "nosplit", "3s")
-			var out strings.Builder
-			target.Stdout = &out
-			if err := target.Start(); err != nil {
-				t.Fatal(err)
-			}
-
-			res := runInImage(t, root, tt.caps, "-p", strconv.Itoa(target.Process.Pid),
-				"--duration", "1s", "-o", "json")
-			if err := target.Wait(); err != nil || !strings.HasPrefix(out.String(), "spin:") {
-				t.Errorf("target: %v, output %q", err, out.String())
-			}
+			target := startSpin(t, "nosplit", 3*time.Second)
+			res := runInImage(t, root, tt.caps, "-p", target.pid(), "--duration", "1s",
+				"-o", "json")
+			target.wait(t)
 			if res.code != 0 {
 				t.Fatalf("exit %d: %s", res.code, res.stderr)
 			}

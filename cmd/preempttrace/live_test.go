@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/ptrace"
@@ -99,23 +100,12 @@ func TestDemo(t *testing.T) {
 // --duration, and the target runs on to its normal end and output.
 func TestTracePID(t *testing.T) {
 	testutil.RequireBPF(t)
-	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-	target := exec.Command(bin, "nosplit", "3s")
-	var out strings.Builder
-	target.Stdout = &out
-	if err := target.Start(); err != nil {
-		t.Fatal(err)
-	}
+	target := startSpin(t, "nosplit", 3*time.Second)
 
-	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--duration", "1s", "--verify")
-	if err := target.Wait(); err != nil {
-		t.Errorf("target: %v", err)
-	}
+	res := runCLI(t, "-p", target.pid(), "--duration", "1s", "--verify")
+	target.wait(t)
 	if res.code != 0 {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
-	}
-	if !strings.HasPrefix(out.String(), "spin: mode=nosplit") {
-		t.Errorf("target output %q", out.String())
 	}
 	if !strings.Contains(res.stdout, "main.nosplitSpin+") ||
 		!strings.Contains(res.stdout, "unsafe-point") {
@@ -190,24 +180,16 @@ func TestAutoFallsBackToPtrace(t *testing.T) {
 	if err != nil {
 		t.Fatalf("setpriv (util-linux) is needed to drop a capability: %v", err)
 	}
-	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-	target := exec.Command(bin, "nosplit", "3s")
-	var out strings.Builder
-	target.Stdout = &out
-	if err := target.Start(); err != nil {
-		t.Fatal(err)
-	}
+	target := startSpin(t, "nosplit", 3*time.Second)
 
 	var stdout, stderr strings.Builder
 	cli := exec.Command(setpriv, "--bounding-set", "-sys_admin", "--", cliPath,
-		"-p", strconv.Itoa(target.Process.Pid), "--duration", "1s", "-o", "json")
+		"-p", target.pid(), "--duration", "1s", "-o", "json")
 	cli.Stdout, cli.Stderr = &stdout, &stderr
 	if err := cli.Run(); err != nil {
 		t.Fatalf("preempttrace: %v: %s", err, stderr.String())
 	}
-	if err := target.Wait(); err != nil || !strings.HasPrefix(out.String(), "spin: mode=nosplit") {
-		t.Errorf("target: %v, output %q", err, out.String())
-	}
+	target.wait(t)
 
 	fallback := 0
 	for _, line := range strings.Split(stderr.String(), "\n") {
@@ -231,14 +213,8 @@ func TestAutoFallsBackToPtrace(t *testing.T) {
 // tracer, and runs on unharmed.
 func TestPtraceAlreadyTraced(t *testing.T) {
 	testutil.RequirePtrace(t)
-	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-	target := exec.Command(bin, "plain", "2s")
-	var out strings.Builder
-	target.Stdout = &out
-	if err := target.Start(); err != nil {
-		t.Fatal(err)
-	}
-	holder, err := ptrace.Attach(ptrace.Options{PID: target.Process.Pid})
+	target := startSpin(t, "plain", 2*time.Second)
+	holder, err := ptrace.Attach(ptrace.Options{PID: target.cmd.Process.Pid})
 	if err != nil {
 		t.Fatalf("first tracer: %v", err)
 	}
@@ -247,7 +223,7 @@ func TestPtraceAlreadyTraced(t *testing.T) {
 		}
 	}()
 
-	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--backend", "ptrace")
+	res := runCLI(t, "-p", target.pid(), "--backend", "ptrace")
 	if err := holder.Stop(); err != nil {
 		t.Errorf("first tracer: %v", err)
 	}
@@ -256,25 +232,17 @@ func TestPtraceAlreadyTraced(t *testing.T) {
 	if res.code != 1 || len(lines) != 1 || !strings.Contains(res.stderr, want) {
 		t.Errorf("exit %d, stderr %q; want 1 and one line with %q", res.code, res.stderr, want)
 	}
-	if err := target.Wait(); err != nil || !strings.HasPrefix(out.String(), "spin: mode=plain") {
-		t.Errorf("target: %v, output %q", err, out.String())
-	}
+	target.wait(t)
 }
 
 // TestWarnsAsyncPreemptOff: a target that turned signal preemption off gets one warning
 // line saying why nothing will be traced, and indeed no attempt arrives.
 func TestWarnsAsyncPreemptOff(t *testing.T) {
 	testutil.RequirePtrace(t)
-	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-	target := exec.Command(bin, "nosplit", "2s")
-	target.Env = append(os.Environ(), "GODEBUG=gctrace=0,asyncpreemptoff=1")
-	if err := target.Start(); err != nil {
-		t.Fatal(err)
-	}
+	target := startSpin(t, "nosplit", 2*time.Second, "GODEBUG=gctrace=0,asyncpreemptoff=1")
 
-	res := runCLI(t, "-p", strconv.Itoa(target.Process.Pid), "--backend", "ptrace",
-		"--duration", "1s", "-o", "json")
-	if err := target.Wait(); err != nil {
+	res := runCLI(t, "-p", target.pid(), "--backend", "ptrace", "--duration", "1s", "-o", "json")
+	if err := target.cmd.Wait(); err != nil {
 		t.Errorf("target: %v", err)
 	}
 	if res.code != 0 {
@@ -285,5 +253,42 @@ func TestWarnsAsyncPreemptOff(t *testing.T) {
 	}
 	if _, sum := parseJSONLines(t, res.stdout); sum.Events != 0 {
 		t.Errorf("%d attempts from a target that sends no preemption signal", sum.Events)
+	}
+}
+
+// spinTarget is a running spin fixture.
+type spinTarget struct {
+	cmd  *exec.Cmd
+	mode string
+	out  strings.Builder
+}
+
+// startSpin starts the current toolchain's spin fixture in mode for d, with env added to
+// its environment.
+func startSpin(t *testing.T, mode string, d time.Duration, env ...string) *spinTarget {
+	t.Helper()
+
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	s := &spinTarget{cmd: exec.Command(bin, mode, d.String()), mode: mode}
+	s.cmd.Env = append(os.Environ(), env...)
+	s.cmd.Stdout = &s.out
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// pid is the target's PID as a command-line argument.
+func (s *spinTarget) pid() string { return strconv.Itoa(s.cmd.Process.Pid) }
+
+// wait checks that the target ran to its normal end: exit 0 and its summary line.
+func (s *spinTarget) wait(t *testing.T) {
+	t.Helper()
+
+	if err := s.cmd.Wait(); err != nil {
+		t.Errorf("target: %v", err)
+	}
+	if !strings.HasPrefix(s.out.String(), "spin: mode="+s.mode) {
+		t.Errorf("target output %q", s.out.String())
 	}
 }
