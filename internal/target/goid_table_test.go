@@ -1,6 +1,7 @@
 package target
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -8,19 +9,29 @@ import (
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
-// TestGoidTable checks the release table against the DWARF of every binary
-// that has some: fixtures of each installed toolchain and unstripped registry
-// binaries of other releases.
-func TestGoidTable(t *testing.T) {
+// releaseBinary is a binary the release tables are checked against.
+type releaseBinary struct {
+	path string
+	v    symtab.GoVersion
+}
+
+// releaseBinaries returns the binaries of known releases that may have DWARF: the spin
+// fixture of each installed toolchain and the registry binaries of archs (all when none
+// is given).
+func releaseBinaries(t *testing.T, archs ...string) []releaseBinary {
+	t.Helper()
+
 	var paths []string
 	for _, tc := range fixture.Toolchains(t) {
 		paths = append(paths, fixture.Build(t, tc, "spin", fixture.Default))
 	}
 	for _, b := range fixture.Registry(t) {
-		paths = append(paths, b.Path)
+		if len(archs) == 0 || slices.Contains(archs, b.Arch) {
+			paths = append(paths, b.Path)
+		}
 	}
 
-	checked := map[int]bool{}
+	var out []releaseBinary
 	for _, path := range paths {
 		f, err := symtab.Open(path)
 		if err != nil {
@@ -29,20 +40,31 @@ func TestGoidTable(t *testing.T) {
 			}
 			t.Fatal(err)
 		}
-		v := f.Version()
+		out = append(out, releaseBinary{path, f.Version()})
 		f.Close()
-		got, err := FindGoidOffset(path, v)
+	}
+	return out
+}
+
+// TestGoidTable checks the release table against the DWARF of every binary
+// that has some: fixtures of each installed toolchain and unstripped registry
+// binaries of other releases.
+func TestGoidTable(t *testing.T) {
+	checked := map[int]bool{}
+	for _, b := range releaseBinaries(t) {
+		got, err := FindGoidOffset(b.path, b.v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, inTable := goidByRelease[v.Minor]
+		want, inTable := goidByRelease[b.v.Minor]
 		if got.Source != GoidFromDWARF || !inTable {
 			continue
 		}
 		if got.Offset != want {
-			t.Errorf("%s (%s): g.goid at %d in DWARF, %d in the table", path, v, got.Offset, want)
+			t.Errorf("%s (%s): g.goid at %d in DWARF, %d in the table", b.path, b.v, got.Offset,
+				want)
 		}
-		checked[v.Minor] = true
+		checked[b.v.Minor] = true
 	}
 	t.Logf("table rows checked against DWARF: %v", checked)
 	if len(checked) < 6 {
