@@ -47,6 +47,12 @@ type stateReader struct {
 	mSpan    span
 	scratchG []byte
 	scratchM []byte
+
+	// pStatus, pPreempt and curgStatus receive p.status, p.preempt and
+	// m.curg.atomicstatus.
+	pStatus    [4]byte
+	pPreempt   [1]byte
+	curgStatus [4]byte
 }
 
 func newStateReader(pid int, tlsOff int64, tlsKnown bool, goid target.GoidOffset,
@@ -124,29 +130,37 @@ func (r *stateReader) fill(a *trace.Attempt, threadPointer uint64) (failed int) 
 	th.PreemptoffLen = binary.LittleEndian.Uint64(mAt(r.st.MPreemptoff+8, 8))
 	th.P = binary.LittleEndian.Uint64(mAt(r.st.MP, 8))
 
-	var b [4]byte
+	// What the M points at, the P and the current goroutine, in one read.
+	var parts [3]chunk
+	n := 0
 	if th.P != 0 {
-		if err := r.mem.read(th.P+uint64(r.st.PStatus), b[:]); err != nil {
+		parts[n], n = chunk{th.P + uint64(r.st.PStatus), r.pStatus[:]}, n+1
+		if r.wantKnown() {
+			parts[n], n = chunk{th.P + uint64(r.st.PPreempt), r.pPreempt[:]}, n+1
+		}
+	}
+	curgStatusKnown := th.CurG != 0 && r.st.GAtomicstatus >= 0
+	if curgStatusKnown {
+		parts[n], n = chunk{th.CurG + uint64(r.st.GAtomicstatus), r.curgStatus[:]}, n+1
+	}
+	if n > 0 {
+		if err := r.mem.readAll(parts[:n]...); err != nil {
 			return 1
 		}
-		th.PStatus = binary.LittleEndian.Uint32(b[:])
+	}
+
+	if th.P != 0 {
+		th.PStatus = binary.LittleEndian.Uint32(r.pStatus[:])
 	}
 	if r.wantKnown() {
 		th.GStatus = binary.LittleEndian.Uint32(gAt(r.st.GAtomicstatus, 4))
 		th.GPreempt = gAt(r.st.GPreempt, 1)[0] != 0
-		if th.P != 0 {
-			if err := r.mem.read(th.P+uint64(r.st.PPreempt), b[:1]); err != nil {
-				return 1
-			}
-			th.PPreempt = b[0] != 0
-		}
+		th.PPreempt = th.P != 0 && r.pPreempt[0] != 0
 		th.WantKnown = true
 	}
-	if th.CurG != 0 && r.st.GAtomicstatus >= 0 {
-		if err := r.mem.read(th.CurG+uint64(r.st.GAtomicstatus), b[:]); err != nil {
-			return 1
-		}
-		th.CurGStatus, th.CurGStatusKnown = binary.LittleEndian.Uint32(b[:]), true
+	if curgStatusKnown {
+		th.CurGStatus = binary.LittleEndian.Uint32(r.curgStatus[:])
+		th.CurGStatusKnown = true
 	}
 	a.Thread, a.StateKnown = th, true
 	return 0

@@ -73,22 +73,44 @@ func getSiginfo(tid int, si *siginfo) error {
 type memReader struct {
 	pid int
 	buf [8]byte
+
+	// local and remote are reused by readAll, which runs for every attempt.
+	local  []unix.Iovec
+	remote []unix.RemoteIovec
+}
+
+// chunk is a range of the target's memory, at addr, and where to copy it.
+type chunk struct {
+	addr uint64
+	dst  []byte
 }
 
 // read fills dst from the target's address addr.
 func (m *memReader) read(addr uint64, dst []byte) error {
-	if addr == 0 {
-		return errors.New("read at address 0")
+	return m.readAll(chunk{addr, dst})
+}
+
+// readAll fills every chunk, in one system call; it fails unless all were read.
+func (m *memReader) readAll(chunks ...chunk) error {
+	m.local, m.remote = m.local[:0], m.remote[:0]
+	want := 0
+	for _, c := range chunks {
+		if c.addr == 0 {
+			return errors.New("read at address 0")
+		}
+		iov := unix.Iovec{Base: &c.dst[0]}
+		iov.SetLen(len(c.dst))
+		m.local = append(m.local, iov)
+		m.remote = append(m.remote, unix.RemoteIovec{Base: uintptr(c.addr), Len: len(c.dst)})
+		want += len(c.dst)
 	}
-	local := []unix.Iovec{{Base: &dst[0]}}
-	local[0].SetLen(len(dst))
-	remote := []unix.RemoteIovec{{Base: uintptr(addr), Len: len(dst)}}
-	n, err := unix.ProcessVMReadv(m.pid, local, remote, 0)
+
+	n, err := unix.ProcessVMReadv(m.pid, m.local, m.remote, 0)
 	if err != nil {
-		return fmt.Errorf("read %d bytes at %#x: %w", len(dst), addr, err)
+		return fmt.Errorf("read %d bytes at %#x: %w", want, chunks[0].addr, err)
 	}
-	if n != len(dst) {
-		return fmt.Errorf("read %d bytes at %#x: got %d", len(dst), addr, n)
+	if n != want {
+		return fmt.Errorf("read %d bytes at %#x: got %d", want, chunks[0].addr, n)
 	}
 	return nil
 }
