@@ -18,9 +18,8 @@ import (
 	"github.com/preempttrace/preempttrace/internal/trace"
 )
 
-// thread is one traced thread of the target.
+// thread is what the loop keeps of one traced thread of the target, by thread ID.
 type thread struct {
-	tid int
 	// interrupted: PTRACE_INTERRUPT was sent to detach it.
 	interrupted bool
 }
@@ -126,7 +125,7 @@ func (l *loop) seizeAll() error {
 			}
 			switch err := seize(tid); {
 			case err == nil:
-				l.threads[tid] = &thread{tid: tid}
+				l.threads[tid] = &thread{}
 				added++
 			case errors.Is(err, unix.ESRCH):
 				// It exited since the scan.
@@ -134,7 +133,7 @@ func (l *loop) seizeAll() error {
 				if l.tracedByUs(tid) {
 					// Started by a thread seized this round, and attached with it
 					// (PTRACE_O_TRACECLONE); its first stop is still to come.
-					l.threads[tid] = &thread{tid: tid}
+					l.threads[tid] = &thread{}
 					continue
 				}
 				if err := checkNotTraced(tid); err != nil {
@@ -192,7 +191,7 @@ func (l *loop) collect() error {
 				// leader itself was detached at its exit.
 				delete(l.threads, tid)
 				if tid != l.pid && l.threads[l.pid] == nil {
-					l.threads[l.pid] = &thread{tid: l.pid}
+					l.threads[l.pid] = &thread{}
 				}
 				continue
 			case err != nil:
@@ -223,7 +222,7 @@ func (l *loop) handle(tid int, ws unix.WaitStatus) error {
 	}
 	if l.threads[tid] == nil {
 		// A new thread can report its first stop before its parent reports the clone.
-		l.threads[tid] = &thread{tid: tid}
+		l.threads[tid] = &thread{}
 	}
 
 	sig := ws.StopSignal()
@@ -249,7 +248,7 @@ func (l *loop) handle(tid int, ws unix.WaitStatus) error {
 
 	case unix.PTRACE_EVENT_CLONE:
 		if child, err := unix.PtraceGetEventMsg(tid); err == nil && l.threads[int(child)] == nil {
-			l.threads[int(child)] = &thread{tid: int(child)}
+			l.threads[int(child)] = &thread{}
 		}
 		return l.resume(tid, 0)
 
@@ -313,11 +312,11 @@ func (l *loop) detachAll(sigchld <-chan os.Signal) error {
 	defer poll.Stop()
 
 	for len(l.threads) > 0 {
-		for _, th := range l.threads {
+		for tid, th := range l.threads {
 			if !th.interrupted {
 				th.interrupted = true
-				if err := unix.PtraceInterrupt(th.tid); errors.Is(err, unix.ESRCH) {
-					delete(l.threads, th.tid)
+				if err := unix.PtraceInterrupt(tid); errors.Is(err, unix.ESRCH) {
+					delete(l.threads, tid)
 				}
 			}
 		}
