@@ -54,6 +54,12 @@ volatile const struct runtime_offsets cfg_offsets = {
 	.p_status = -1,
 };
 
+/* How doSigPreempt and isAsyncSafePoint pass values; the register ABI unless the loader says. */
+volatile const struct call_abi cfg_abi = {
+	.on_stack = 0,
+	.newpc_sp_off = -1,
+};
+
 /*
  * Wake the reader only once this many bytes wait in the ring; it polls for fewer. A wakeup per
  * event would cost the target more than the probes themselves (BenchmarkSIGURG).
@@ -244,9 +250,60 @@ read_request(struct event *e, __u64 gp, __u64 sigctxt)
 	read_state(e, gp);
 }
 
+/* read_stack_word reads the word at sp + off; false when off is unknown or unreadable. */
+static __always_inline bool
+read_stack_word(__u64 *dst, __u64 sp, __s32 off)
+{
+	return off >= 0 && !bpf_probe_read_user(dst, sizeof(*dst), (const void *)(sp + off));
+}
+
 /*
- * At doSigPreempt(gp *g, ctxt *sigctxt), before the frame is set up: gp is in the first
- * argument register and ctxt in the second.
+ * entry_args reads doSigPreempt's arguments at the entry probe, which sits before the frame is
+ * set up: in the first two argument registers, or in the caller's argument slots just above
+ * the return address. Zero for an argument that cannot be read.
+ */
+static __always_inline void
+entry_args(struct pt_regs *ctx, __u64 *gp, __u64 *sigctxt)
+{
+	if (!cfg_abi.on_stack) {
+		*gp = GO_ARG0(ctx);
+		*sigctxt = GO_ARG1(ctx);
+		return;
+	}
+	if (!read_stack_word(gp, GO_SP(ctx), cfg_abi.gp_sp_off))
+		*gp = 0;
+	if (!read_stack_word(sigctxt, GO_SP(ctx), cfg_abi.ctxt_sp_off))
+		*sigctxt = 0;
+}
+
+/*
+ * verdict_results reads isAsyncSafePoint's results right after its call returned; false when
+ * they cannot be read. Without a newpc result the goroutine resumes where it was interrupted.
+ */
+static __always_inline bool
+verdict_results(struct pt_regs *ctx, const struct event *req, bool *ok, __u64 *newpc)
+{
+	__u8 b;
+
+	if (!cfg_abi.on_stack) {
+		*ok = GO_RESULT_BOOL0(ctx) & 1;
+		*newpc = GO_ARG1(ctx);
+		return true;
+	}
+
+	if (cfg_abi.ok_sp_off < 0 ||
+	    bpf_probe_read_user(&b, sizeof(b), (const void *)(GO_SP(ctx) + cfg_abi.ok_sp_off)))
+		return false;
+	*ok = b & 1;
+	if (cfg_abi.newpc_sp_off < 0)
+		*newpc = req->pc;
+	else if (!read_stack_word(newpc, GO_SP(ctx), cfg_abi.newpc_sp_off))
+		return false;
+	return true;
+}
+
+/*
+ * At doSigPreempt(gp *g, ctxt *sigctxt), before the frame is set up (see entry_args).
  */
 SEC("uprobe/runtime.doSigPreempt")
 int
@@ -255,6 +312,7 @@ preempttrace_sigpreempt(struct pt_regs *ctx)
 	__u32 tgid, tid;
 	struct event req = {};
 	struct event *prev;
+	__u64 gp, sigctxt;
 
 	if (!tracing || !current_ids(&tgid, &tid))
 		return 0;
@@ -262,7 +320,8 @@ preempttrace_sigpreempt(struct pt_regs *ctx)
 	req.time_ns = bpf_ktime_get_ns();
 	req.pid = tgid;
 	req.tid = tid;
-	read_request(&req, GO_ARG0(ctx), GO_ARG1(ctx));
+	entry_args(ctx, &gp, &sigctxt);
+	read_request(&req, gp, sigctxt);
 
 	/* Without the later probes nothing completes a request, so it is complete now. */
 	if (!cfg_have_verdict && !cfg_have_handled) {
@@ -288,8 +347,8 @@ preempttrace_sigpreempt(struct pt_regs *ctx)
 }
 
 /*
- * Right after "CALL runtime.isAsyncSafePoint" in doSigPreempt, before anything but flags
- * changes: ok (bool) is in AL and newpc in the second result register.
+ * Right after "CALL runtime.isAsyncSafePoint" in doSigPreempt, before anything changes ok and
+ * newpc (see verdict_results).
  */
 SEC("uprobe/runtime.doSigPreempt+verdict")
 int
@@ -297,7 +356,8 @@ preempttrace_verdict(struct pt_regs *ctx)
 {
 	__u32 tgid, tid;
 	struct event *req;
-	__u8 ok;
+	__u64 newpc;
+	bool ok;
 
 	if (!current_ids(&tgid, &tid))
 		return 0;
@@ -309,9 +369,11 @@ preempttrace_verdict(struct pt_regs *ctx)
 		return 0;
 	}
 
-	ok = GO_RESULT_BOOL0(ctx) & 1;
-	submit(req, ok ? VERDICT_ACCEPTED : VERDICT_REFUSED, ok ? GO_ARG1(ctx) : 0, 0,
-	       bpf_ktime_get_ns());
+	if (!verdict_results(ctx, req, &ok, &newpc))
+		submit(req, VERDICT_UNKNOWN, 0, 0, bpf_ktime_get_ns());
+	else
+		submit(req, ok ? VERDICT_ACCEPTED : VERDICT_REFUSED, ok ? newpc : 0, 0,
+		       bpf_ktime_get_ns());
 	bpf_map_delete_elem(&inflight, &tid);
 	return 0;
 }

@@ -68,6 +68,23 @@ struct runtime_offsets {
 	__s32 p_status;
 };
 
+/*
+ * Where the probes find doSigPreempt's arguments gp and ctxt at the entry probe and
+ * isAsyncSafePoint's results ok and newpc at the verdict probe. With the register ABI
+ * (ABIInternal, amd64 Go 1.17+) they are in the first two argument registers and the offsets
+ * are unused. With the stack ABI (ABI0, Go 1.14-1.16) each is a byte offset from the stack
+ * pointer at the probed instruction; newpc_sp_off is negative for Go 1.14, whose
+ * isAsyncSafePoint returns no newpc because the goroutine resumes at the interrupted PC.
+ */
+struct call_abi {
+	__u8 on_stack;
+	__u8 _pad[3];
+	__s32 gp_sp_off;
+	__s32 ctxt_sp_off;
+	__s32 ok_sp_off;
+	__s32 newpc_sp_off;
+};
+
 /* Indexes of the counters map. Each counts events lost or completed late, per CPU. */
 enum counter {
 	/* bpf_ringbuf_reserve failed: the reader is too slow, the event is lost. */

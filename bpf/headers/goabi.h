@@ -5,8 +5,8 @@
  * Register use follows Go's internal register ABI (ABIInternal), documented in the Go tree at
  * src/cmd/compile/abi-internal.md: on amd64, integer arguments and results are passed in RAX,
  * RBX, RCX, RDI, RSI, R8, R9, R10, R11 in that order, and R14 holds the current g. ABIInternal is
- * the default for Go functions on linux/amd64 since Go 1.17 (arm64: 1.18); the loader refuses
- * older targets.
+ * the default for Go functions on linux/amd64 since Go 1.17 (arm64: 1.18). Older releases pass
+ * arguments and results on the stack (ABI0); the loader then says where (struct call_abi).
  *
  * The signal-context offsets are those of the Linux ucontext_t that the kernel builds on the
  * signal stack (runtime/defs_linux_amd64.go: ucontext.uc_mcontext at +40, then the sigcontext
@@ -54,6 +54,9 @@ struct pt_regs {
 /* GO_RESULT_BOOL0 is a bool result in the first result register: the compiler tests AL only. */
 #define GO_RESULT_BOOL0(r) ((__u8)((r)->ax & 0xff))
 
+/* GO_SP is the stack pointer, from which the stack ABI (ABI0) addresses arguments and results. */
+#define GO_SP(r) ((r)->sp)
+
 /*
  * The interrupted thread's registers in the ucontext the kernel passed to the signal handler.
  * UCTX_REGS_OFF..UCTX_REGS_END is the smallest window holding all three, read in one copy.
@@ -80,6 +83,7 @@ struct pt_regs {
 #define GO_ARG0(r)	   ((r)->regs[0])
 #define GO_ARG1(r)	   ((r)->regs[1])
 #define GO_RESULT_BOOL0(r) ((__u8)((r)->regs[0] & 0xff))
+#define GO_SP(r)	   ((r)->sp)
 
 /*
  * runtime/defs_linux_arm64.go: uc_mcontext at +176, then fault_address and regs[31], sp, pc.

@@ -57,7 +57,7 @@ release (1.14 through 1.27) that built it.`,
   # the same for 30 s as JSON lines, checking the decoder against the runtime
   sudo preempttrace -p 4242 --duration 30s --verify -o json
 
-  # the same without eBPF (no CAP_SYS_ADMIN, lockdown, Go 1.14-1.16): ptrace
+  # the same without eBPF (no CAP_SYS_ADMIN, lockdown, seccomp): ptrace
   sudo preempttrace -p 4242 --backend ptrace
 
   # a built-in workload that refuses preemption in every way

@@ -13,6 +13,16 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfCallAbi struct {
+	_          structs.HostLayout
+	OnStack    uint8
+	Pad        [3]uint8
+	GpSpOff    int32
+	CtxtSpOff  int32
+	OkSpOff    int32
+	NewpcSpOff int32
+}
+
 type bpfCounter uint32
 
 const (
@@ -94,6 +104,7 @@ const (
 	bpfProgPreempttraceHandled    = "preempttrace_handled"
 	bpfProgPreempttraceSigpreempt = "preempttrace_sigpreempt"
 	bpfProgPreempttraceVerdict    = "preempttrace_verdict"
+	bpfVarCfgAbi                  = "cfg_abi"
 	bpfVarCfgGoidOffset           = "cfg_goid_offset"
 	bpfVarCfgHaveHandled          = "cfg_have_handled"
 	bpfVarCfgHaveVerdict          = "cfg_have_verdict"
@@ -104,6 +115,7 @@ const (
 	bpfVarCfgUsePidns             = "cfg_use_pidns"
 	bpfVarCfgWakeupBytes          = "cfg_wakeup_bytes"
 	bpfVarTracing                 = "tracing"
+	bpfVarUnusedCallAbi           = "unused_call_abi"
 	bpfVarUnusedCounter           = "unused_counter"
 	bpfVarUnusedEventFlag         = "unused_event_flag"
 	bpfVarUnusedRuntimeOffsets    = "unused_runtime_offsets"
@@ -170,6 +182,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	CfgAbi               *ebpf.VariableSpec `ebpf:"cfg_abi"`
 	CfgGoidOffset        *ebpf.VariableSpec `ebpf:"cfg_goid_offset"`
 	CfgHaveHandled       *ebpf.VariableSpec `ebpf:"cfg_have_handled"`
 	CfgHaveVerdict       *ebpf.VariableSpec `ebpf:"cfg_have_verdict"`
@@ -180,6 +193,7 @@ type bpfVariableSpecs struct {
 	CfgUsePidns          *ebpf.VariableSpec `ebpf:"cfg_use_pidns"`
 	CfgWakeupBytes       *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	Tracing              *ebpf.VariableSpec `ebpf:"tracing"`
+	UnusedCallAbi        *ebpf.VariableSpec `ebpf:"unused_call_abi"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.VariableSpec `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.VariableSpec `ebpf:"unused_runtime_offsets"`
@@ -223,6 +237,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	CfgAbi               *ebpf.Variable `ebpf:"cfg_abi"`
 	CfgGoidOffset        *ebpf.Variable `ebpf:"cfg_goid_offset"`
 	CfgHaveHandled       *ebpf.Variable `ebpf:"cfg_have_handled"`
 	CfgHaveVerdict       *ebpf.Variable `ebpf:"cfg_have_verdict"`
@@ -233,6 +248,7 @@ type bpfVariables struct {
 	CfgUsePidns          *ebpf.Variable `ebpf:"cfg_use_pidns"`
 	CfgWakeupBytes       *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	Tracing              *ebpf.Variable `ebpf:"tracing"`
+	UnusedCallAbi        *ebpf.Variable `ebpf:"unused_call_abi"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.Variable `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.Variable `ebpf:"unused_runtime_offsets"`

@@ -30,10 +30,12 @@ type insn struct {
 	// emulated reports that the kernel emulates the instruction at a uprobe hit.
 	emulated bool
 
-	// writes lists the 64-bit registers the instruction may change; clobbersAll says the
-	// decoder does not know, and every register must be taken as changed.
-	writes      []x86asm.Reg
-	clobbersAll bool
+	// writes lists the 64-bit registers the instruction may change and writesMemory says
+	// it may store to memory; clobbersAll says the decoder does not know, and every
+	// register and all memory must be taken as changed.
+	writes       []x86asm.Reg
+	writesMemory bool
+	clobbersAll  bool
 
 	text string
 }
@@ -58,6 +60,13 @@ var goArgRegs = []x86asm.Reg{x86asm.RAX, x86asm.RBX}
 // hold doSigPreempt's gp and ctxt at its entry, and isAsyncSafePoint's ok and newpc after
 // its call, since Go returns results in the argument registers.
 func keepsGoRegs(in insn) bool { return !in.writesAny(goArgRegs) }
+
+// keepsStackSlots keeps instructions that neither move the stack pointer nor store to
+// memory: with the stack ABI the probe reads arguments and results at fixed offsets from
+// the stack pointer, so both the pointer and the slots must be as the call left them.
+func keepsStackSlots(in insn) bool {
+	return !in.writesMemory && !in.writesAny([]x86asm.Reg{x86asm.RSP})
+}
 
 // readsNothing keeps every instruction: the handled probe reads no register.
 func readsNothing(insn) bool { return true }
@@ -102,7 +111,7 @@ func decodeAMD64(addr uint64, code []byte) (insn, error) {
 	}
 
 	in.emulated = emulatedAMD64(inst, code[:inst.Len], direct)
-	in.writes, in.clobbersAll = writesAMD64(inst)
+	in.writes, in.writesMemory, in.clobbersAll = writesAMD64(inst)
 	return in, nil
 }
 
@@ -167,25 +176,26 @@ func emulatedAMD64(inst x86asm.Inst, raw []byte, direct bool) bool {
 	return false
 }
 
-// writesAMD64 returns the registers inst may change, or clobbersAll when the instruction
-// is not one placement needs to step over and so was not modelled.
-func writesAMD64(inst x86asm.Inst) ([]x86asm.Reg, bool) {
+// writesAMD64 returns the registers inst may change and whether it may store to memory,
+// or clobbersAll when the instruction is not one placement needs to step over and so was
+// not modelled.
+func writesAMD64(inst x86asm.Inst) (regs []x86asm.Reg, memory, clobbersAll bool) {
 	switch inst.Op {
 	case x86asm.CMP, x86asm.TEST, x86asm.BT, x86asm.NOP:
-		return nil, false
+		return nil, false, false
 	case x86asm.PUSH:
-		return []x86asm.Reg{x86asm.RSP}, false
+		return []x86asm.Reg{x86asm.RSP}, true, false
 	case x86asm.MOV, x86asm.MOVZX, x86asm.MOVSX, x86asm.MOVSXD, x86asm.LEA, x86asm.ADD,
 		x86asm.SUB, x86asm.AND, x86asm.OR, x86asm.XOR, x86asm.INC, x86asm.DEC, x86asm.NEG,
 		x86asm.NOT, x86asm.SETE, x86asm.SETNE:
 		switch dst := inst.Args[0].(type) {
 		case x86asm.Reg:
-			return []x86asm.Reg{reg64(dst)}, false
+			return []x86asm.Reg{reg64(dst)}, false, false
 		case x86asm.Mem:
-			return nil, false
+			return nil, true, false
 		}
 	}
-	return nil, true
+	return nil, true, true
 }
 
 // reg64 returns the 64-bit register that contains r (AL, AX and EAX give RAX).

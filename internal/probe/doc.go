@@ -18,11 +18,14 @@
 // the first instruction near its point that the kernel emulates instead of single-stepping,
 // which makes a hit cost about 1 µs instead of 15–20 µs (BenchmarkUprobeInstruction):
 //
-//   - entry: the conditional jump of doSigPreempt's stack-bound check, its second
-//     instruction; gp and ctxt are still in RAX and RBX.
+//   - entry: the conditional jump of doSigPreempt's stack-bound check; gp and ctxt are
+//     still in RAX and RBX, or with the stack ABI of Go 1.14–1.16 at 8(SP) and 16(SP).
 //   - verdict: the first jump or NOP after "CALL runtime.isAsyncSafePoint", with only a
-//     TEST of AL before it; ok is in AL, newpc in RBX. The call is found by decoding and
-//     matching its target with isAsyncSafePoint's entry in the function table.
+//     TEST of AL before it; ok is in AL, newpc in RBX. With the stack ABI, ok is at 32(SP)
+//     and newpc at 40(SP), and the instructions stepped over must move neither SP nor
+//     memory; Go 1.14 returns no newpc and resumes at the interrupted PC. The call is found
+//     by decoding and matching its target with isAsyncSafePoint's entry in the function
+//     table.
 //   - handled: the first emulated instruction after sighandler's "CALL runtime.doSigPreempt".
 //     A request still open there got no verdict: the runtime did not want preemption.
 //
@@ -32,13 +35,13 @@
 //
 // # Supported targets
 //
-// linux/amd64 Go 1.17 and later (the register ABI), any link mode, PIE or not, stripped or
-// not. Stripped binaries are placed from the pclntab, which stripping keeps.
+// linux/amd64 Go 1.14 and later, any link mode, PIE or not, stripped or not. Stripped
+// binaries are placed from the pclntab, which stripping keeps.
 // target.FindRuntimeOffsets reads where runtime.g, runtime.m and runtime.p keep the
 // goroutine id and the thread state isAsyncSafePoint checks from DWARF, else from
 // per-release tables that hold only for default GOEXPERIMENT settings and, for the state,
 // only for releases checked against a binary; otherwise events carry no goroutine id or
-// no state. Older releases and arm64 targets get an UnsupportedError.
+// no state. arm64 targets get an UnsupportedError: their call sites are not found yet.
 //
 // # Losses
 //

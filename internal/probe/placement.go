@@ -59,6 +59,9 @@ type Placement struct {
 // Plan is the probe placement for one executable. Verdict and Handled are nil when their
 // site could not be found; the tracer then reports the runtime's verdict as unknown.
 type Plan struct {
+	// ABI says where the entry and verdict probes find what they read.
+	ABI CallABI
+
 	Entry   Placement
 	Verdict *Placement
 	Handled *Placement
@@ -84,14 +87,19 @@ func (p *Plan) Placements() []Placement {
 //
 // Every probe sits on the first instruction the kernel can emulate (a conditional or direct
 // jump, a direct call, a canonical NOP or a register push, about 1 µs a hit) that runs
-// unconditionally after the point of interest with nothing in between that changes the
-// registers the probe reads. Any other instruction is copied out of line and single-stepped,
+// unconditionally after the point of interest with nothing in between that changes what the
+// probe reads: the registers, or with the stack ABI the stack pointer and memory. Any other instruction is copied out of line and single-stepped,
 // which costs 15–20 µs a hit; that is the fallback when no emulated instruction is near.
 func PlanProbes(f *symtab.File) (*Plan, error) {
 	if err := checkTarget(f); err != nil {
 		return nil, err
 	}
 	dec := decoderFor(f.Arch())
+	abi := callABI(f.Version())
+	keep := keepsGoRegs
+	if abi.OnStack {
+		keep = keepsStackSlots
+	}
 
 	sig, err := lookup(f, fnDoSigPreempt)
 	if err != nil {
@@ -102,18 +110,18 @@ func PlanProbes(f *symtab.File) (*Plan, error) {
 		return nil, fmt.Errorf("read code of %s: no file bytes at %#x", fnDoSigPreempt, sig.Entry)
 	}
 
-	// Entry: gp and ctxt are read from the argument registers, so walk only over instructions
-	// that leave them alone, which in every release is the stack-bound check before the
-	// conditional jump to morestack.
-	entry, err := walk(f, dec, sig.Entry, code, keepsGoRegs, SiteEntry,
+	// Entry: walk only over instructions that leave gp and ctxt where the call put them,
+	// which in every release is the stack-bound check before the conditional jump to
+	// morestack.
+	entry, err := walk(f, dec, sig.Entry, code, keep, SiteEntry,
 		"first instruction of "+fnDoSigPreempt)
 	if err != nil {
 		return nil, err
 	}
-	plan := &Plan{Entry: entry}
+	plan := &Plan{ABI: abi, Entry: entry}
 
 	// Verdict: after the call whose target is isAsyncSafePoint's entry.
-	if pl, why := planVerdict(f, dec, sig, code); pl != nil {
+	if pl, why := planVerdict(f, dec, keep, sig, code); pl != nil {
 		plan.Verdict = pl
 	} else {
 		plan.Missing = append(plan.Missing, "verdict: "+why)
@@ -129,7 +137,8 @@ func PlanProbes(f *symtab.File) (*Plan, error) {
 }
 
 // planVerdict finds the verdict site in doSigPreempt's code, or says why there is none.
-func planVerdict(f *symtab.File, dec decoder, sig *symtab.Func, code []byte) (*Placement, string) {
+func planVerdict(f *symtab.File, dec decoder, keep keepFunc, sig *symtab.Func,
+	code []byte) (*Placement, string) {
 	safe, err := f.LookupFunc(fnIsAsyncSafePoint)
 	if err != nil {
 		return nil, fmt.Sprintf("%s not in the function table", fnIsAsyncSafePoint)
@@ -142,7 +151,7 @@ func planVerdict(f *symtab.File, dec decoder, sig *symtab.Func, code []byte) (*P
 	}
 
 	off := next - sig.Entry
-	pl, err := walk(f, dec, next, code[off:], keepsGoRegs, SiteVerdict,
+	pl, err := walk(f, dec, next, code[off:], keep, SiteVerdict,
 		"instruction after the call of "+fnIsAsyncSafePoint)
 	if err != nil {
 		return nil, err.Error()
@@ -181,21 +190,67 @@ func checkTarget(f *symtab.File) error {
 		return &UnsupportedError{What: fmt.Sprintf("target architecture %s", f.Arch()),
 			Supported: "amd64 (arm64 is not implemented yet)"}
 	}
-
-	// Before Go 1.17 doSigPreempt took its arguments on the stack (ABI0), and Go 1.17 could
-	// still be built with the register ABI turned off.
-	v := f.Version()
-	if v.Minor < minABIInternalMinor || v.HasExperiment("noregabi") ||
-		v.HasExperiment("noregabiargs") {
-		return &UnsupportedError{What: fmt.Sprintf("Go version %s (stack-based ABI0 on the "+
-			"signal path)", v.Raw), Supported: "Go 1.17 and later on amd64"}
-	}
 	return nil
 }
 
-// minABIInternalMinor is the first Go 1.x release whose amd64 Go functions take their
-// arguments in registers.
-const minABIInternalMinor = 17
+// CallABI says where the probes read doSigPreempt's arguments gp and ctxt at the entry site
+// and isAsyncSafePoint's results ok and newpc at the verdict site.
+type CallABI struct {
+	// OnStack is true for the stack-based ABI0, which every amd64 Go function used before
+	// Go 1.17 and which a 1.17 build with the register ABI turned off keeps. The offsets are
+	// then from the stack pointer at the probed instruction. With the register ABI the
+	// values are in RAX and RBX and the offsets are unused.
+	OnStack bool
+
+	GpOffset, CtxtOffset int32
+
+	// OkOffset is where the bool result is; NewpcOffset is -1 for releases whose
+	// isAsyncSafePoint returns no newpc (Go 1.14, where an accepted goroutine resumes at
+	// the interrupted PC).
+	OkOffset, NewpcOffset int32
+}
+
+// The stack ABI on amd64: a caller stores argument i at 8*i(SP) and calls, which pushes the
+// return address, so the callee finds argument i at 8+8*i(SP) on entry; the results follow
+// the arguments, each in its own word here, and the caller reads them at its own SP after
+// the call returned.
+const (
+	abi0FirstArgOnEntry = 8
+
+	// isAsyncSafePointArgWords counts isAsyncSafePoint's arguments gp, pc, sp and lr.
+	isAsyncSafePointArgWords = 4
+)
+
+// The releases where the calling convention of the probed functions changed on amd64.
+const (
+	// firstNewpcMinor is the first Go 1.x release whose isAsyncSafePoint returns the PC to
+	// resume at besides ok.
+	firstNewpcMinor = 15
+
+	// firstRegABIMinor is the first Go 1.x release whose amd64 Go functions take their
+	// arguments in registers (unless built with GOEXPERIMENT=noregabi).
+	firstRegABIMinor = 17
+)
+
+// callABI returns the calling convention of the target's runtime.
+func callABI(v symtab.GoVersion) CallABI {
+	if v.Minor >= firstRegABIMinor && !v.HasExperiment("noregabi") &&
+		!v.HasExperiment("noregabiargs") {
+		return CallABI{GpOffset: -1, CtxtOffset: -1, OkOffset: -1, NewpcOffset: -1}
+	}
+
+	abi := CallABI{
+		OnStack:     true,
+		GpOffset:    abi0FirstArgOnEntry,
+		CtxtOffset:  abi0FirstArgOnEntry + 8,
+		OkOffset:    8 * isAsyncSafePointArgWords,
+		NewpcOffset: -1,
+	}
+	if v.Minor >= firstNewpcMinor {
+		abi.NewpcOffset = abi.OkOffset + 8
+	}
+	return abi
+}
 
 // lookup returns the named function or a SymbolError.
 func lookup(f *symtab.File, name string) (*symtab.Func, error) {

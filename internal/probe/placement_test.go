@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/arch/x86/x86asm"
+
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
 	"github.com/preempttrace/preempttrace/internal/symtab"
@@ -199,9 +201,9 @@ func checkEntry(t *testing.T, listing []objdumpLine, pl probe.Placement) {
 }
 
 // TestPlanProbesRegistry places the probes in real programs built by Go releases that no
-// local toolchain builds (npm packages, see testdata/registry). Releases before Go 1.17 and
-// arm64 programs must be refused with ErrUnsupported; the others must get three emulated
-// sites.
+// local toolchain builds (npm packages, see testdata/registry). arm64 programs must be
+// refused with ErrUnsupported; the others must get three emulated sites, and those of
+// releases before Go 1.17 the stack ABI at offsets the program's own code uses.
 func TestPlanProbesRegistry(t *testing.T) {
 	for _, rb := range fixture.Registry(t) {
 		t.Run(rb.ID, func(t *testing.T) {
@@ -218,10 +220,9 @@ func TestPlanProbesRegistry(t *testing.T) {
 			defer f.Close()
 
 			plan, err := probe.PlanProbes(f)
-			if f.Arch() != symtab.ArchAMD64 || f.Version().Minor < 17 {
+			if f.Arch() != symtab.ArchAMD64 {
 				if !errors.Is(err, probe.ErrUnsupported) {
-					t.Fatalf("PlanProbes on %s %s = %v, want ErrUnsupported", f.Version(),
-						f.Arch(), err)
+					t.Fatalf("PlanProbes on %s = %v, want ErrUnsupported", f.Arch(), err)
 				}
 				t.Logf("refused as expected: %v", err)
 				return
@@ -239,6 +240,86 @@ func TestPlanProbesRegistry(t *testing.T) {
 					t.Errorf("%s probe on %s is single-stepped", pl.Site, pl.Insn)
 				}
 			}
+
+			if want := f.Version().Minor < 17; plan.ABI.OnStack != want {
+				t.Fatalf("Go %s: stack ABI %v, want %v", f.Version(), plan.ABI.OnStack, want)
+			}
+			if plan.ABI.OnStack {
+				checkStackABI(t, f, plan)
+			}
 		})
+	}
+}
+
+// checkStackABI checks the stack offsets of a stack-ABI plan against doSigPreempt's own
+// code, which the compiler wrote for the same convention: its body reads gp and ctxt at
+// their offsets above its frame, and between the call of isAsyncSafePoint and the verdict
+// probe it reads ok, and newpc where the release returns it, at their offsets.
+func checkStackABI(t *testing.T, f *symtab.File, plan *probe.Plan) {
+	t.Helper()
+
+	fn, err := f.LookupFunc("runtime.doSigPreempt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := f.Bytes(fn.Entry, fn.Size())
+	var frame int64 = -1
+	body := map[string]bool{}
+	var afterCall []string
+	inCallWindow := false
+	for off := 0; off < len(code); {
+		inst, err := x86asm.Decode(code[off:], 64)
+		if err != nil {
+			break
+		}
+		pc := fn.Entry + uint64(off)
+		text := x86asm.GoSyntax(inst, pc, nil)
+		off += inst.Len
+
+		// The frame is set up once, by the first SUBQ $n, SP.
+		var n int64
+		if _, err := fmt.Sscanf(text, "SUBQ $%v, SP", &n); err == nil && frame < 0 {
+			frame = n
+		}
+		body[text] = true
+
+		switch {
+		case pc == plan.Verdict.Addr:
+			inCallWindow = false
+		case inCallWindow:
+			afterCall = append(afterCall, text)
+		case inst.Op == x86asm.CALL && plan.Verdict.Addr > pc &&
+			plan.Verdict.Addr-pc <= 64:
+			inCallWindow = true
+		}
+	}
+	if frame < 0 {
+		t.Fatalf("no SUBQ $n, SP in doSigPreempt")
+	}
+
+	reads := func(texts []string, off int64) bool {
+		for _, s := range texts {
+			if strings.Contains(s, fmt.Sprintf(" %#x(SP)", off)) {
+				return true
+			}
+		}
+		return false
+	}
+	var all []string
+	for s := range body {
+		all = append(all, s)
+	}
+	abi := plan.ABI
+	if !reads(all, frame+int64(abi.GpOffset)) || !reads(all, frame+int64(abi.CtxtOffset)) {
+		t.Errorf("frame %#x: doSigPreempt never reads gp at %#x(SP) or ctxt at %#x(SP)", frame,
+			frame+int64(abi.GpOffset), frame+int64(abi.CtxtOffset))
+	}
+	if !reads(afterCall, int64(abi.OkOffset)) {
+		t.Errorf("no read of ok at %#x(SP) between the call and the probe: %q", abi.OkOffset,
+			afterCall)
+	}
+	if abi.NewpcOffset >= 0 && !reads(afterCall, int64(abi.NewpcOffset)) {
+		t.Errorf("no read of newpc at %#x(SP) between the call and the probe: %q",
+			abi.NewpcOffset, afterCall)
 	}
 }

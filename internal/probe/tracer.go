@@ -159,6 +159,7 @@ func (t *Tracer) load(opts Options) error {
 		bpfVarCfgTgid:        uint32(opts.PID),
 		bpfVarCfgGoidOffset:  goid,
 		bpfVarCfgOffsets:     bpfOffsets(opts.State),
+		bpfVarCfgAbi:         bpfABI(t.plan.ABI),
 		bpfVarCfgHaveVerdict: boolByte(t.plan.Verdict != nil),
 		bpfVarCfgHaveHandled: boolByte(t.plan.Handled != nil),
 		bpfVarCfgWakeupBytes: uint64(ring / 8),
@@ -434,6 +435,12 @@ func boolByte(b bool) uint8 {
 		return 1
 	}
 	return 0
+}
+
+// bpfABI returns the probe's configuration for abi.
+func bpfABI(abi CallABI) bpfCallAbi {
+	return bpfCallAbi{OnStack: boolByte(abi.OnStack), GpSpOff: abi.GpOffset,
+		CtxtSpOff: abi.CtxtOffset, OkSpOff: abi.OkOffset, NewpcSpOff: abi.NewpcOffset}
 }
 
 // bpfOffsets returns the probe's configuration for o; every member unknown when o is nil.

@@ -1,6 +1,6 @@
 // Package ptrace traces a Go process's preemption signals with ptrace(2), for machines
 // where eBPF uprobes cannot be used (no CAP_SYS_ADMIN, lockdown, a sandbox that forbids
-// bpf(2)), and for targets the eBPF backend does not support, such as Go 1.14–1.16.
+// bpf(2)).
 //
 // # How
 //
