@@ -10,13 +10,19 @@
  *	    if wantAsyncPreempt(gp) {
  *	      ok, newpc := isAsyncSafePoint(gp, pc, sp, lr)
  *	                                   <- preempttrace_verdict: ok and newpc
+ *	      if ok { ctxt.pushCall(asyncPreempt, newpc) }
  *	    }
  *	  (doSigPreempt has returned)      <- preempttrace_handled: a request without verdict
+ *	(sigreturn)
+ *	asyncPreempt                       <- preempttrace_entered: an accepted request took
+ *	                                      effect; the return address pushCall left
  *
  * Each probe sits on an instruction the kernel emulates near that point; the loader chooses it
  * (internal/probe/placement.go). A request is kept per thread in the inflight map from the
  * first probe to the second or the third, so each SIGURG gives one event with the interrupted
- * PC, the runtime's verdict and the resume PC. The programs only read the target's memory.
+ * PC, the runtime's verdict and the resume PC. When the fourth probe is attached, an accepted
+ * request waits in the accepted map until its goroutine enters asyncPreempt, which confirms it.
+ * The programs only read the target's memory.
  */
 
 #include <stdbool.h>
@@ -69,6 +75,7 @@ volatile const __u64 cfg_wakeup_bytes = RINGBUF_BYTES / 8;
 /* Which of the later probes are attached; without them events are completed differently. */
 volatile const __u8 cfg_have_verdict = 0;
 volatile const __u8 cfg_have_handled = 0;
+volatile const __u8 cfg_have_entered = 0;
 
 /*
  * Written by the loader at run time: non-zero from when every probe is attached until Stop.
@@ -89,6 +96,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct event);
 } inflight SEC(".maps");
+
+/* Accepted requests waiting for their goroutine to enter asyncPreempt, by thread id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_THREADS);
+	__type(key, __u32);
+	__type(value, struct event);
+} accepted SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -135,28 +150,57 @@ current_ids(__u32 *tgid, __u32 *tid)
 	return *tgid == cfg_tgid;
 }
 
+/* reserve returns room for one event in the ring, or NULL after counting the loss. */
+static __always_inline struct event *
+reserve(void)
+{
+	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+
+	if (!e)
+		count(COUNTER_RINGBUF_FULL);
+	return e;
+}
+
+/* send submits a reserved event, waking the reader only when enough waits in the ring. */
+static __always_inline void
+send(struct event *e)
+{
+	__u64 wakeup = BPF_RB_NO_WAKEUP;
+
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
+		wakeup = BPF_RB_FORCE_WAKEUP;
+	bpf_ringbuf_submit(e, wakeup);
+}
+
 /* submit sends a completed copy of req to user space, or counts it as lost. */
 static __always_inline void
 submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u8 flags, __u64 now)
 {
-	struct event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	__u64 wakeup;
+	struct event *e = reserve();
 
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
+	if (!e)
 		return;
-	}
 
 	__builtin_memcpy(e, req, sizeof(*e));
 	e->verdict = verdict;
 	e->resume_pc = resume_pc;
 	e->flags |= flags;
 	e->verdict_ns = now;
+	send(e);
+}
 
-	wakeup = BPF_RB_NO_WAKEUP;
-	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= cfg_wakeup_bytes)
-		wakeup = BPF_RB_FORCE_WAKEUP;
-	bpf_ringbuf_submit(e, wakeup);
+/* submit_as_is sends a copy of an event completed before, adding flags. */
+static __always_inline void
+submit_as_is(const struct event *done, __u8 flags)
+{
+	struct event *e = reserve();
+
+	if (!e)
+		return;
+
+	__builtin_memcpy(e, done, sizeof(*e));
+	e->flags |= flags;
+	send(e);
 }
 
 /* read_at copies size bytes at addr + off in the target into dst; false when unreadable. */
@@ -347,6 +391,28 @@ preempttrace_sigpreempt(struct pt_regs *ctx)
 }
 
 /*
+ * hold_accepted completes an accepted request but keeps it in the accepted map until its
+ * goroutine enters asyncPreempt. A request of the same thread still waiting there was not
+ * seen entering: it goes out now, marked so.
+ */
+static __always_inline void
+hold_accepted(struct event *req, __u32 tid, __u64 newpc, __u64 now)
+{
+	struct event *stale = bpf_map_lookup_elem(&accepted, &tid);
+
+	if (stale)
+		submit_as_is(stale, EVENT_ENTRY_MISSED);
+
+	req->verdict = VERDICT_ACCEPTED;
+	req->resume_pc = newpc;
+	req->verdict_ns = now;
+	if (bpf_map_update_elem(&accepted, &tid, req, BPF_ANY)) {
+		count(COUNTER_ACCEPTED_FULL);
+		submit_as_is(req, 0);
+	}
+}
+
+/*
  * Right after "CALL runtime.isAsyncSafePoint" in doSigPreempt, before anything changes ok and
  * newpc (see verdict_results).
  */
@@ -371,6 +437,8 @@ preempttrace_verdict(struct pt_regs *ctx)
 
 	if (!verdict_results(ctx, req, &ok, &newpc))
 		submit(req, VERDICT_UNKNOWN, 0, 0, bpf_ktime_get_ns());
+	else if (ok && cfg_have_entered)
+		hold_accepted(req, tid, newpc, bpf_ktime_get_ns());
 	else
 		submit(req, ok ? VERDICT_ACCEPTED : VERDICT_REFUSED, ok ? newpc : 0, 0,
 		       bpf_ktime_get_ns());
@@ -404,5 +472,32 @@ preempttrace_handled(struct pt_regs *ctx)
 	submit(req, cfg_have_verdict && tracing ? VERDICT_NOT_WANTED : VERDICT_UNKNOWN, 0, 0,
 	       bpf_ktime_get_ns());
 	bpf_map_delete_elem(&inflight, &tid);
+	return 0;
+}
+
+/*
+ * At runtime.asyncPreempt's entry, where the goroutine "returns" from the signal handler after
+ * an accepted request: pushCall made it look like a call, so the word at SP is the PC
+ * asyncPreempt will return to. Only a thread with an accepted request waiting counts.
+ */
+SEC("uprobe/runtime.asyncPreempt")
+int
+preempttrace_entered(struct pt_regs *ctx)
+{
+	__u32 tgid, tid;
+	struct event *req;
+
+	if (!current_ids(&tgid, &tid))
+		return 0;
+
+	req = bpf_map_lookup_elem(&accepted, &tid);
+	if (!req)
+		return 0;
+
+	req->entered_ns = bpf_ktime_get_ns();
+	if (read_stack_word(&req->entered_ret, GO_SP(ctx), 0))
+		req->flags |= EVENT_ENTERED;
+	submit_as_is(req, 0);
+	bpf_map_delete_elem(&accepted, &tid);
 	return 0;
 }

@@ -50,6 +50,17 @@ enum event_flag {
 	EVENT_STATE = 1 << 4,
 	/* curg_status holds m.curg.atomicstatus (with EVENT_STATE and a non-nil curg). */
 	EVENT_CURG_STATUS = 1 << 5,
+	/*
+	 * The accepted goroutine was seen entering runtime.asyncPreempt: entered_ns and
+	 * entered_ret hold when, and the PC asyncPreempt will return to.
+	 */
+	EVENT_ENTERED = 1 << 6,
+	/*
+	 * The accepted goroutine was watched for but not seen entering runtime.asyncPreempt
+	 * before its thread's next accepted request. An accepted request with neither this nor
+	 * EVENT_ENTERED was not watched, or tracing stopped first.
+	 */
+	EVENT_ENTRY_MISSED = 1 << 7,
 };
 
 /*
@@ -98,7 +109,12 @@ enum counter {
 	COUNTER_VERDICT_ORPHAN = 2,
 	/* A request was still in flight when the next one began (see EVENT_LATE). */
 	COUNTER_LATE = 3,
-	COUNTER_MAX = 4,
+	/*
+	 * The accepted map was full: an accepted request was sent without waiting for its
+	 * asyncPreempt entry, which is then unknown.
+	 */
+	COUNTER_ACCEPTED_FULL = 4,
+	COUNTER_MAX = 5,
 };
 
 /* One SIGURG that reached runtime.doSigPreempt in the target. */
@@ -117,6 +133,9 @@ struct event {
 	__u64 goid;
 	/* isAsyncSafePoint's newpc: where an accepted goroutine resumes; 0 otherwise. */
 	__u64 resume_pc;
+	/* With EVENT_ENTERED: bpf_ktime_get_ns at asyncPreempt entry, and its return address. */
+	__u64 entered_ns;
+	__u64 entered_ret;
 	/* With EVENT_STATE: gp.m, gp.stack.lo, m.curg, m.p (pp) and len(m.preemptoff). */
 	__u64 m;
 	__u64 stack_lo;

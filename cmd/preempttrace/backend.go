@@ -48,6 +48,10 @@ type attachRequest struct {
 	exe  string
 	file *symtab.File
 	offs target.RuntimeOffsets
+
+	// verify asks the backend to check what it can of the runtime's decisions, at a cost:
+	// the eBPF backend then confirms each accepted request at asyncPreempt's entry.
+	verify bool
 }
 
 // attachBackend attaches the backend kind names. auto tries eBPF and falls back to ptrace,
@@ -80,7 +84,7 @@ func attachEBPF(req attachRequest) (backend, error) {
 		return nil, err
 	}
 	tr, err := probe.Attach(probe.Options{PID: req.pid, Exe: req.exe, Symtab: req.file,
-		Goid: req.offs.Goid, State: req.offs.State})
+		Goid: req.offs.Goid, State: req.offs.State, ConfirmAccepted: req.verify})
 	if err != nil {
 		return nil, err
 	}

@@ -97,7 +97,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "preempttrace: goroutine ids and thread state unknown: %v\n", err)
 	}
 	tr, err := attachBackend(a.backend, attachRequest{pid: a.pid, exe: proc.Exe, file: f,
-		offs: offs}, stderr)
+		offs: offs, verify: a.verify}, stderr)
 	if err != nil {
 		return fmt.Errorf("attach to pid %d: %w (scan and explain still work on this binary)",
 			a.pid, err)

@@ -26,6 +26,8 @@ type liveSummary struct {
 	Accepted   uint64            `json:"accepted"`
 	Dropped    uint64            `json:"dropped"`
 	Mismatches uint64            `json:"mismatches"`
+	Entered    uint64            `json:"entered_async_preempt"`
+	Missed     uint64            `json:"entry_missed"`
 	ByReason   map[string]uint64 `json:"by_reason"`
 	Top        []struct {
 		Func   string `json:"func"`

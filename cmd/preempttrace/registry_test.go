@@ -107,6 +107,17 @@ func traceMinify(t *testing.T, esbuild, input string, args ...string) {
 	if sum.Backend == "ebpf" && verdicts["accepted"]+verdicts["refused"] == 0 {
 		t.Errorf("eBPF saw no verdict of the runtime: %v", verdicts)
 	}
+
+	// With --verify the eBPF backend also watches each accepted goroutine enter
+	// asyncPreempt; only those under way when the trace ended may go unseen.
+	if sum.Backend == "ebpf" {
+		t.Logf("accepted %d, seen entering asyncPreempt %d, missed %d", sum.Accepted,
+			sum.Entered, sum.Missed)
+		if sum.Missed != 0 || sum.Accepted > 0 && sum.Entered == 0 {
+			t.Errorf("asyncPreempt entries: %d seen, %d missed of %d accepted", sum.Entered,
+				sum.Missed, sum.Accepted)
+		}
+	}
 	a, _ := os.ReadFile(want)
 	c, _ := os.ReadFile(got)
 	if len(a) == 0 || !bytes.Equal(a, c) {

@@ -34,6 +34,12 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	}
 	if a.Runtime == trace.RuntimeAccepted {
 		a.ResumePC = ev.ResumePc
+		switch {
+		case ev.Has(EventEntered):
+			a.Entry, a.EntryReturn = trace.EntrySeen, ev.EnteredRet
+		case ev.Has(EventEntryMissed):
+			a.Entry = trace.EntryMissed
+		}
 	}
 	if fromRuntime, ok := ev.FromRuntime(); ok {
 		a.Origin = trace.OriginOutside

@@ -30,7 +30,8 @@ const (
 	bpfCounterCOUNTER_INFLIGHT_FULL  bpfCounter = 1
 	bpfCounterCOUNTER_VERDICT_ORPHAN bpfCounter = 2
 	bpfCounterCOUNTER_LATE           bpfCounter = 3
-	bpfCounterCOUNTER_MAX            bpfCounter = 4
+	bpfCounterCOUNTER_ACCEPTED_FULL  bpfCounter = 4
+	bpfCounterCOUNTER_MAX            bpfCounter = 5
 )
 
 type bpfEvent struct {
@@ -43,6 +44,8 @@ type bpfEvent struct {
 	Gp            uint64
 	Goid          uint64
 	ResumePc      uint64
+	EnteredNs     uint64
+	EnteredRet    uint64
 	M             uint64
 	StackLo       uint64
 	Curg          uint64
@@ -64,12 +67,14 @@ type bpfEvent struct {
 type bpfEventFlag uint32
 
 const (
-	bpfEventFlagEVENT_GOID        bpfEventFlag = 1
-	bpfEventFlagEVENT_REGS        bpfEventFlag = 2
-	bpfEventFlagEVENT_SIGINFO     bpfEventFlag = 4
-	bpfEventFlagEVENT_LATE        bpfEventFlag = 8
-	bpfEventFlagEVENT_STATE       bpfEventFlag = 16
-	bpfEventFlagEVENT_CURG_STATUS bpfEventFlag = 32
+	bpfEventFlagEVENT_GOID         bpfEventFlag = 1
+	bpfEventFlagEVENT_REGS         bpfEventFlag = 2
+	bpfEventFlagEVENT_SIGINFO      bpfEventFlag = 4
+	bpfEventFlagEVENT_LATE         bpfEventFlag = 8
+	bpfEventFlagEVENT_STATE        bpfEventFlag = 16
+	bpfEventFlagEVENT_CURG_STATUS  bpfEventFlag = 32
+	bpfEventFlagEVENT_ENTERED      bpfEventFlag = 64
+	bpfEventFlagEVENT_ENTRY_MISSED bpfEventFlag = 128
 )
 
 type bpfRuntimeOffsets struct {
@@ -98,14 +103,17 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapAccepted                = "accepted"
 	bpfMapCounters                = "counters"
 	bpfMapEvents                  = "events"
 	bpfMapInflight                = "inflight"
+	bpfProgPreempttraceEntered    = "preempttrace_entered"
 	bpfProgPreempttraceHandled    = "preempttrace_handled"
 	bpfProgPreempttraceSigpreempt = "preempttrace_sigpreempt"
 	bpfProgPreempttraceVerdict    = "preempttrace_verdict"
 	bpfVarCfgAbi                  = "cfg_abi"
 	bpfVarCfgGoidOffset           = "cfg_goid_offset"
+	bpfVarCfgHaveEntered          = "cfg_have_entered"
 	bpfVarCfgHaveHandled          = "cfg_have_handled"
 	bpfVarCfgHaveVerdict          = "cfg_have_verdict"
 	bpfVarCfgOffsets              = "cfg_offsets"
@@ -115,7 +123,6 @@ const (
 	bpfVarCfgUsePidns             = "cfg_use_pidns"
 	bpfVarCfgWakeupBytes          = "cfg_wakeup_bytes"
 	bpfVarTracing                 = "tracing"
-	bpfVarUnusedCallAbi           = "unused_call_abi"
 	bpfVarUnusedCounter           = "unused_counter"
 	bpfVarUnusedEventFlag         = "unused_event_flag"
 	bpfVarUnusedRuntimeOffsets    = "unused_runtime_offsets"
@@ -164,6 +171,7 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
+	PreempttraceEntered    *ebpf.ProgramSpec `ebpf:"preempttrace_entered"`
 	PreempttraceHandled    *ebpf.ProgramSpec `ebpf:"preempttrace_handled"`
 	PreempttraceSigpreempt *ebpf.ProgramSpec `ebpf:"preempttrace_sigpreempt"`
 	PreempttraceVerdict    *ebpf.ProgramSpec `ebpf:"preempttrace_verdict"`
@@ -173,6 +181,7 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	Accepted *ebpf.MapSpec `ebpf:"accepted"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	Inflight *ebpf.MapSpec `ebpf:"inflight"`
@@ -184,6 +193,7 @@ type bpfMapSpecs struct {
 type bpfVariableSpecs struct {
 	CfgAbi               *ebpf.VariableSpec `ebpf:"cfg_abi"`
 	CfgGoidOffset        *ebpf.VariableSpec `ebpf:"cfg_goid_offset"`
+	CfgHaveEntered       *ebpf.VariableSpec `ebpf:"cfg_have_entered"`
 	CfgHaveHandled       *ebpf.VariableSpec `ebpf:"cfg_have_handled"`
 	CfgHaveVerdict       *ebpf.VariableSpec `ebpf:"cfg_have_verdict"`
 	CfgOffsets           *ebpf.VariableSpec `ebpf:"cfg_offsets"`
@@ -193,7 +203,6 @@ type bpfVariableSpecs struct {
 	CfgUsePidns          *ebpf.VariableSpec `ebpf:"cfg_use_pidns"`
 	CfgWakeupBytes       *ebpf.VariableSpec `ebpf:"cfg_wakeup_bytes"`
 	Tracing              *ebpf.VariableSpec `ebpf:"tracing"`
-	UnusedCallAbi        *ebpf.VariableSpec `ebpf:"unused_call_abi"`
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.VariableSpec `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.VariableSpec `ebpf:"unused_runtime_offsets"`
@@ -220,6 +229,7 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	Accepted *ebpf.Map `ebpf:"accepted"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
 	Inflight *ebpf.Map `ebpf:"inflight"`
@@ -227,6 +237,7 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Accepted,
 		m.Counters,
 		m.Events,
 		m.Inflight,
@@ -239,6 +250,7 @@ func (m *bpfMaps) Close() error {
 type bpfVariables struct {
 	CfgAbi               *ebpf.Variable `ebpf:"cfg_abi"`
 	CfgGoidOffset        *ebpf.Variable `ebpf:"cfg_goid_offset"`
+	CfgHaveEntered       *ebpf.Variable `ebpf:"cfg_have_entered"`
 	CfgHaveHandled       *ebpf.Variable `ebpf:"cfg_have_handled"`
 	CfgHaveVerdict       *ebpf.Variable `ebpf:"cfg_have_verdict"`
 	CfgOffsets           *ebpf.Variable `ebpf:"cfg_offsets"`
@@ -248,7 +260,6 @@ type bpfVariables struct {
 	CfgUsePidns          *ebpf.Variable `ebpf:"cfg_use_pidns"`
 	CfgWakeupBytes       *ebpf.Variable `ebpf:"cfg_wakeup_bytes"`
 	Tracing              *ebpf.Variable `ebpf:"tracing"`
-	UnusedCallAbi        *ebpf.Variable `ebpf:"unused_call_abi"`
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.Variable `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.Variable `ebpf:"unused_runtime_offsets"`
@@ -259,6 +270,7 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
+	PreempttraceEntered    *ebpf.Program `ebpf:"preempttrace_entered"`
 	PreempttraceHandled    *ebpf.Program `ebpf:"preempttrace_handled"`
 	PreempttraceSigpreempt *ebpf.Program `ebpf:"preempttrace_sigpreempt"`
 	PreempttraceVerdict    *ebpf.Program `ebpf:"preempttrace_verdict"`
@@ -266,6 +278,7 @@ type bpfPrograms struct {
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.PreempttraceEntered,
 		p.PreempttraceHandled,
 		p.PreempttraceSigpreempt,
 		p.PreempttraceVerdict,

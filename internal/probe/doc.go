@@ -28,6 +28,9 @@
 //     table.
 //   - handled: the first emulated instruction after sighandler's "CALL runtime.doSigPreempt".
 //     A request still open there got no verdict: the runtime did not want preemption.
+//   - entered (with Options.ConfirmAccepted): the first instruction of runtime.asyncPreempt,
+//     a PUSHQ BP, which a goroutine reaches when the handler returns after accepting; the
+//     word at SP is the PC it will return to, which must be the verdict's newpc.
 //
 // Uprobes are named by file offset (symtab's FileOffset), which is what the kernel expects
 // and what makes a PIE work like any other executable. No uretprobe is used: it replaces a

@@ -36,17 +36,22 @@ type spinRun struct {
 
 	// state: the binary's DWARF gave the thread-state offsets, so every event has them.
 	state bool
+
+	// confirming: accepted requests were watched for at asyncPreempt's entry.
+	confirming bool
 }
 
-// traceSpin starts "spin mode runFor", attaches to it, records events for collect, detaches
-// and waits for the program to exit. It checks what holds for every run: the probes patch
+// traceSpin starts "spin mode runFor", attaches to it (confirming accepted requests at
+// asyncPreempt's entry if confirm), records events for collect, detaches and waits for the
+// program to exit. It checks what holds for every run: the probes patch
 // the target's text while attached and not after Close, the program exits 0 with its
 // summary line, and no event was lost.
 //
 // runFor must leave the target running well past collect, because the probe sites are
 // read back from its memory after the tracer closes; attaching and detaching take up to a
 // second on a loaded machine.
-func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *spinRun {
+func traceSpin(t *testing.T, bin, mode string, confirm bool, runFor,
+	collect time.Duration) *spinRun {
 	t.Helper()
 
 	f, err := symtab.Open(bin)
@@ -83,7 +88,7 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 	}
 
 	tr, err := probe.Attach(probe.Options{PID: proc.PID, Symtab: f, Goid: offs.Goid,
-		State: offs.State})
+		State: offs.State, ConfirmAccepted: confirm})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
@@ -102,8 +107,11 @@ func traceSpin(t *testing.T, bin, mode string, runFor, collect time.Duration) *s
 		t.Logf("probe left out: %s", m)
 	}
 
+	if confirm && tr.Plan().Entered == nil {
+		t.Fatalf("asyncPreempt's entry not placed: %q", tr.Plan().Missing)
+	}
 	run := &spinRun{pid: proc.PID, bin: bin, f: f, bias: bias, tracer: tr, plan: tr.Plan(),
-		state: offs.State != nil}
+		state: offs.State != nil, confirming: confirm}
 	run.events = collectEvents(t, tr, collect)
 
 	run.lost, err = tr.Counters()
@@ -308,18 +316,25 @@ func TestAttachSpin(t *testing.T) {
 	tests := []struct {
 		variant fixture.Variant
 		mode    string
+		confirm bool
 		check   func(*testing.T, *spinRun)
 	}{
-		{fixture.Default, "nosplit", checkNosplit},
-		{fixture.Default, "plain", checkPlain},
-		{fixture.PIE, "nosplit", checkNosplit},
-		{fixture.PIE, "plain", checkPlain},
-		{fixture.ExternalPIEStripped, "nosplit", checkNosplit},
+		{fixture.Default, "nosplit", false, checkNosplit},
+		{fixture.Default, "plain", false, checkPlain},
+		{fixture.Default, "plain", true, checkPlain},
+		{fixture.PIE, "nosplit", false, checkNosplit},
+		{fixture.PIE, "plain", true, checkPlain},
+		{fixture.ExternalPIEStripped, "nosplit", false, checkNosplit},
+		{fixture.ExternalPIEStripped, "plain", true, checkPlain},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.variant)+"/"+tt.mode, func(t *testing.T) {
+		name := string(tt.variant) + "/" + tt.mode
+		if tt.confirm {
+			name += "/confirm"
+		}
+		t.Run(name, func(t *testing.T) {
 			bin := fixture.Build(t, tc, "spin", tt.variant)
-			run := traceSpin(t, bin, tt.mode, 4*time.Second, 1500*time.Millisecond)
+			run := traceSpin(t, bin, tt.mode, tt.confirm, 4*time.Second, 1500*time.Millisecond)
 			// Stripped builds take the goid offset from the release table.
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
@@ -356,13 +371,15 @@ func checkNosplit(t *testing.T, run *spinRun) {
 }
 
 // checkPlain checks that requests in main.plainSpin were accepted and resume where they
-// were interrupted.
+// were interrupted. When accepted requests were watched for, each was seen entering
+// asyncPreempt with that PC as its return address, but those under way when tracing
+// stopped.
 func checkPlain(t *testing.T, run *spinRun) {
 	t.Helper()
 
 	in := run.inFunc(t, "main.plainSpin")
 	t.Logf("main.plainSpin: %d of %d events: %s", len(in), len(run.events), verdicts(in))
-	accepted := 0
+	accepted, entered := 0, 0
 	for _, ev := range in {
 		if ev.RuntimeVerdict() != probe.VerdictAccepted {
 			continue
@@ -372,9 +389,41 @@ func checkPlain(t *testing.T, run *spinRun) {
 			t.Errorf("accepted at pc %#x: resume pc %#x, want the same", ev.Pc-run.bias,
 				ev.ResumePc-run.bias)
 		}
+		if ev.Has(probe.EventEntered) {
+			entered++
+			checkEntered(t, run, &ev)
+		}
+		if ev.Has(probe.EventEntryMissed) {
+			t.Errorf("accepted at pc %#x: asyncPreempt's entry missed", ev.Pc-run.bias)
+		}
 	}
 	if accepted == 0 {
 		t.Fatalf("no accepted event in main.plainSpin; all: %s", verdicts(run.events))
+	}
+
+	// At most one request per thread can still be on its way when the probes go.
+	t.Logf("%d of %d accepted seen entering asyncPreempt", entered, accepted)
+	if run.confirming && accepted-entered > 2 {
+		t.Errorf("%d accepted requests not seen entering asyncPreempt", accepted-entered)
+	}
+	if !run.confirming && entered != 0 {
+		t.Errorf("%d events confirmed without the entered probe", entered)
+	}
+}
+
+// checkEntered checks an accepted event seen entering asyncPreempt: after its verdict, with
+// the resume PC as the return address pushCall left on the goroutine's stack, below the SP
+// the signal interrupted.
+func checkEntered(t *testing.T, run *spinRun, ev *probe.Event) {
+	t.Helper()
+
+	if ev.EnteredRet != ev.ResumePc {
+		t.Errorf("accepted at pc %#x: asyncPreempt returns to %#x, want the resume pc %#x",
+			ev.Pc-run.bias, ev.EnteredRet-run.bias, ev.ResumePc-run.bias)
+	}
+	if ev.EnteredNs < ev.VerdictNs {
+		t.Errorf("accepted at pc %#x: entered at %d before the verdict at %d",
+			ev.Pc-run.bias, ev.EnteredNs, ev.VerdictNs)
 	}
 }
 
@@ -387,12 +436,12 @@ func TestAttachToolchains(t *testing.T) {
 		t.Run(tc.Name, func(t *testing.T) {
 			bin := fixture.Build(t, tc, "spin", fixture.Default)
 
-			run := traceSpin(t, bin, "nosplit", 4*time.Second, time.Second)
+			run := traceSpin(t, bin, "nosplit", false, 4*time.Second, time.Second)
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkNosplit(t, run)
 
-			run = traceSpin(t, bin, "plain", 4*time.Second, time.Second)
+			run = traceSpin(t, bin, "plain", true, 4*time.Second, time.Second)
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkPlain(t, run)

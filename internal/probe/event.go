@@ -63,6 +63,12 @@ const (
 	EventState = bpfEventFlagEVENT_STATE
 	// EventCurgStatus means CurgStatus holds m.curg.atomicstatus.
 	EventCurgStatus = bpfEventFlagEVENT_CURG_STATUS
+	// EventEntered means the accepted goroutine was seen entering asyncPreempt, at
+	// EnteredNs, to return to EnteredRet from there.
+	EventEntered = bpfEventFlagEVENT_ENTERED
+	// EventEntryMissed means the accepted goroutine was watched for but not seen entering
+	// asyncPreempt before its thread's next accepted request.
+	EventEntryMissed = bpfEventFlagEVENT_ENTRY_MISSED
 )
 
 // siTkill is the si_code of a signal sent with tgkill(2), as the runtime sends its

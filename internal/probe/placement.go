@@ -13,6 +13,7 @@ const (
 	fnDoSigPreempt     = "runtime.doSigPreempt"
 	fnIsAsyncSafePoint = "runtime.isAsyncSafePoint"
 	fnSighandler       = "runtime.sighandler"
+	fnAsyncPreempt     = "runtime.asyncPreempt"
 )
 
 // maxWalk bounds how many instructions a site search steps over before it gives up on
@@ -34,6 +35,11 @@ const (
 
 	// SiteHandled is in runtime.sighandler after its call of doSigPreempt has returned.
 	SiteHandled Site = "handled"
+
+	// SiteEntered is at the start of runtime.asyncPreempt, which a goroutine enters after
+	// the handler returns when its request was accepted; the word at SP is then the PC it
+	// will resume at.
+	SiteEntered Site = "entered"
 )
 
 // Placement is where one probe goes and why.
@@ -58,6 +64,8 @@ type Placement struct {
 
 // Plan is the probe placement for one executable. Verdict and Handled are nil when their
 // site could not be found; the tracer then reports the runtime's verdict as unknown.
+// Entered is nil when asyncPreempt's entry could not be placed; accepted requests are then
+// not confirmed.
 type Plan struct {
 	// ABI says where the entry and verdict probes find what they read.
 	ABI CallABI
@@ -65,6 +73,7 @@ type Plan struct {
 	Entry   Placement
 	Verdict *Placement
 	Handled *Placement
+	Entered *Placement
 
 	// Missing explains each site left out, for the user.
 	Missing []string
@@ -73,7 +82,7 @@ type Plan struct {
 // Placements returns the sites of the plan that will be probed.
 func (p *Plan) Placements() []Placement {
 	out := []Placement{p.Entry}
-	for _, pl := range []*Placement{p.Verdict, p.Handled} {
+	for _, pl := range []*Placement{p.Verdict, p.Handled, p.Entered} {
 		if pl != nil {
 			out = append(out, *pl)
 		}
@@ -133,7 +142,36 @@ func PlanProbes(f *symtab.File) (*Plan, error) {
 	} else {
 		plan.Missing = append(plan.Missing, "handled: "+why)
 	}
+
+	// Entered: the word at SP is read there, so step only over what leaves the stack alone.
+	if pl, why := planEntered(f, dec); pl != nil {
+		plan.Entered = pl
+	} else {
+		plan.Missing = append(plan.Missing, "entered: "+why)
+	}
 	return plan, nil
+}
+
+// planEntered finds the entered site at asyncPreempt's entry, or says why there is none.
+func planEntered(f *symtab.File, dec decoder) (*Placement, string) {
+	fns, err := f.LookupFuncs(fnAsyncPreempt)
+	if err != nil || len(fns) != 1 {
+		// pushCall jumps to the assembly body; with two of that name, which one is unknown.
+		return nil, fmt.Sprintf("%d functions named %s in the function table", len(fns),
+			fnAsyncPreempt)
+	}
+	fn := fns[0]
+	code := f.Bytes(fn.Entry, fn.Size())
+	if code == nil {
+		return nil, fmt.Sprintf("no file bytes for %s", fnAsyncPreempt)
+	}
+
+	pl, err := walk(f, dec, fn.Entry, code, keepsStackSlots, SiteEntered,
+		"first instruction of "+fnAsyncPreempt)
+	if err != nil {
+		return nil, err.Error()
+	}
+	return &pl, ""
 }
 
 // planVerdict finds the verdict site in doSigPreempt's code, or says why there is none.

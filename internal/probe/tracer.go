@@ -49,6 +49,12 @@ type Options struct {
 	// 0 keeps the default of 512 KiB.
 	RingBytes uint32
 
+	// ConfirmAccepted adds a probe at runtime.asyncPreempt's entry that confirms each
+	// accepted request: its event then waits until the goroutine gets there, and says so
+	// (EventEntered, EventEntryMissed). The probe costs one more uprobe hit per accepted
+	// request, so it is off unless asked for.
+	ConfirmAccepted bool
+
 	// Latency bounds how long an event may wait in the ring before Read returns it; 0 means
 	// DefaultLatency. The probes wake the reader only when an eighth of the ring is full,
 	// because a wakeup per event would double what a SIGURG costs the target; below that,
@@ -73,8 +79,15 @@ type Tracer struct {
 	// deadline is the unix-nanosecond time set by SetDeadline, 0 for none.
 	deadline atomic.Int64
 
+	// confirming says the entered probe is attached; waiting holds, once the ring is
+	// drained after Stop, the accepted events whose goroutine had not entered asyncPreempt
+	// yet, which Read returns last.
+	confirming bool
+	waiting    []Event
+	drained    bool
+
 	mu      sync.Mutex
-	links   []link.Link // in attach order: handled, verdict, entry
+	links   []link.Link // in attach order: entered, handled, verdict, entry
 	stopped bool
 	closed  bool
 }
@@ -103,7 +116,12 @@ func Attach(opts Options) (*Tracer, error) {
 		return nil, err
 	}
 
-	t := &Tracer{plan: plan, clock: clock, latency: opts.Latency}
+	// The plan says where the probes sit, so a site not asked for leaves it.
+	if !opts.ConfirmAccepted {
+		plan.Entered = nil
+	}
+	t := &Tracer{plan: plan, clock: clock, latency: opts.Latency,
+		confirming: plan.Entered != nil}
 	if t.latency <= 0 {
 		t.latency = DefaultLatency
 	}
@@ -162,6 +180,7 @@ func (t *Tracer) load(opts Options) error {
 		bpfVarCfgAbi:         bpfABI(t.plan.ABI),
 		bpfVarCfgHaveVerdict: boolByte(t.plan.Verdict != nil),
 		bpfVarCfgHaveHandled: boolByte(t.plan.Handled != nil),
+		bpfVarCfgHaveEntered: boolByte(t.confirming),
 		bpfVarCfgWakeupBytes: uint64(ring / 8),
 	}
 	if ns != nil {
@@ -185,7 +204,8 @@ func (t *Tracer) load(opts Options) error {
 }
 
 // attach places the uprobes. The later sites go first so that no verdict arrives before its
-// entry probe exists, and Stop removes them in the opposite order.
+// entry probe exists, and Stop removes them in the opposite order: a request under way when
+// Stop begins still finds the probes that complete it.
 func (t *Tracer) attach(opts Options) error {
 	ex, err := link.OpenExecutable(opts.Exe)
 	if err != nil {
@@ -198,6 +218,7 @@ func (t *Tracer) attach(opts Options) error {
 		prog *ebpf.Program
 	}
 	probes := []probe{
+		{t.plan.Entered, fnAsyncPreempt, t.objs.PreempttraceEntered},
 		{t.plan.Handled, fnSighandler, t.objs.PreempttraceHandled},
 		{t.plan.Verdict, fnDoSigPreempt, t.objs.PreempttraceVerdict},
 		{&t.plan.Entry, fnDoSigPreempt, t.objs.PreempttraceSigpreempt},
@@ -269,7 +290,19 @@ func (t *Tracer) Plan() *Plan { return t.plan }
 func (t *Tracer) Read() (Event, error) {
 	var ev Event
 
+	if t.drained {
+		if t.isClosed() {
+			return ev, ErrClosed
+		}
+		return t.nextWaiting()
+	}
 	rec, err := t.next()
+	if errors.Is(err, ErrStopped) {
+		if err := t.takeWaiting(); err != nil {
+			return ev, err
+		}
+		return t.nextWaiting()
+	}
 	if err != nil {
 		return ev, err
 	}
@@ -277,6 +310,45 @@ func (t *Tracer) Read() (Event, error) {
 	if _, err := binary.Decode(rec.RawSample, binary.NativeEndian, &ev); err != nil {
 		return ev, fmt.Errorf("decode event of %d bytes: %w", len(rec.RawSample), err)
 	}
+	return ev, nil
+}
+
+// isClosed reports whether Close was called.
+func (t *Tracer) isClosed() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closed
+}
+
+// takeWaiting moves the accepted events still waiting for asyncPreempt out of the map, once
+// Stop removed every probe and the ring is empty. Their goroutines were preempted or are
+// about to be; that they entered asyncPreempt was not seen, so they carry neither
+// EventEntered nor EventEntryMissed.
+func (t *Tracer) takeWaiting() error {
+	t.drained = true
+	if !t.confirming {
+		return nil
+	}
+
+	var tid uint32
+	var ev Event
+	it := t.objs.Accepted.Iterate()
+	for it.Next(&tid, &ev) {
+		t.waiting = append(t.waiting, ev)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read accepted requests: %w", err)
+	}
+	return nil
+}
+
+// nextWaiting returns the next event takeWaiting found, then ErrStopped.
+func (t *Tracer) nextWaiting() (Event, error) {
+	if len(t.waiting) == 0 {
+		return Event{}, ErrStopped
+	}
+	ev := t.waiting[0]
+	t.waiting = t.waiting[1:]
 	return ev, nil
 }
 
@@ -384,6 +456,7 @@ func (t *Tracer) Counters() (Counters, error) {
 		bpfCounterCOUNTER_INFLIGHT_FULL:  &c.InflightFull,
 		bpfCounterCOUNTER_VERDICT_ORPHAN: &c.VerdictOrphan,
 		bpfCounterCOUNTER_LATE:           &c.Late,
+		bpfCounterCOUNTER_ACCEPTED_FULL:  &c.AcceptedFull,
 	}
 	for idx, dst := range fields {
 		var perCPU []uint64
@@ -425,6 +498,10 @@ type Counters struct {
 	Late uint64
 	// InFlight is the number of requests entered but not completed at the time of the call.
 	InFlight uint64
+	// AcceptedFull counts accepted requests sent without waiting for asyncPreempt's entry,
+	// because more threads than the accepted map holds had one waiting; they are
+	// delivered, without the confirmation.
+	AcceptedFull uint64
 }
 
 // Lost returns the number of requests that will never be read.

@@ -59,6 +59,7 @@ type attemptJSON struct {
 	StateUnchecked bool             `json:"state_unchecked"`
 	Mismatch       string           `json:"mismatch,omitempty"`
 	Sender         string           `json:"sender"`
+	Entered        *bool            `json:"entered_async_preempt,omitempty"`
 }
 
 // LiveJSON writes one attempt as a JSON line (schema in the README).
@@ -78,6 +79,10 @@ func LiveJSON(w io.Writer, r *trace.Record) error {
 	if r.Runtime == trace.RuntimeAccepted {
 		pc := hex(r.ResumePC)
 		out.ResumePC = &pc
+	}
+	if r.Entry != trace.EntryUnknown {
+		seen := r.Entry == trace.EntrySeen
+		out.Entered = &seen
 	}
 	if info := r.Info; info != nil {
 		out.Func, out.File, out.Line = info.Func.Name, info.File, info.Line
@@ -119,6 +124,8 @@ type summaryJSON struct {
 	Mismatches   uint64                      `json:"mismatches"`
 	DecodeErrors uint64                      `json:"decode_errors"`
 	StateUnknown uint64                      `json:"state_unknown"`
+	Entered      uint64                      `json:"entered_async_preempt"`
+	EntryMissed  uint64                      `json:"entry_missed"`
 	Seconds      float64                     `json:"seconds"`
 	ByReason     map[safepoint.Reason]uint64 `json:"by_reason"`
 	Top          []topJSON                   `json:"top"`
@@ -134,6 +141,7 @@ func SummaryJSON(w io.Writer, s *trace.Summary, t Totals) error {
 		NotWanted: s.NotWanted, Dropped: t.Dropped, InFlight: t.InFlight, Late: t.Late,
 		Mismatches:   s.Mismatches,
 		DecodeErrors: s.DecodeErrors, StateUnknown: s.StateUnknown,
+		Entered: s.Entered, EntryMissed: s.EntryMissed,
 		Seconds:  t.Duration.Seconds(),
 		ByReason: s.ByReason, Top: []topJSON{},
 	}
@@ -157,6 +165,10 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 	if s.StateUnknown > 0 {
 		fmt.Fprintf(w, "%d attempts without the thread's state: their reasons rest on the PC "+
 			"alone\n", s.StateUnknown)
+	}
+	if s.Entered > 0 || s.EntryMissed > 0 {
+		fmt.Fprintf(w, "%d accepted attempts seen entering asyncPreempt, %d watched for in vain\n",
+			s.Entered, s.EntryMissed)
 	}
 	if t.InFlight > 0 || t.Late > 0 {
 		fmt.Fprintf(w, "%d attempts still in the handler when tracing stopped, %d completed late\n",

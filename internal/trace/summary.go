@@ -29,6 +29,10 @@ type Summary struct {
 	// rest on the PC rules alone.
 	StateUnknown uint64
 
+	// Entered and EntryMissed count accepted attempts whose goroutine was seen entering
+	// asyncPreempt, and those watched for in vain.
+	Entered, EntryMissed uint64
+
 	perFunc map[string]map[safepoint.Reason]uint64
 }
 
@@ -61,6 +65,12 @@ func (s *Summary) Add(r *Record) {
 		return
 	case !r.Refused():
 		s.Accepted++
+		switch r.Entry {
+		case EntrySeen:
+			s.Entered++
+		case EntryMissed:
+			s.EntryMissed++
+		}
 		return
 	}
 	s.Refused++

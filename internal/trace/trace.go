@@ -60,6 +60,33 @@ type Attempt struct {
 
 	// Origin says who sent the signal, as far as the backend saw its siginfo.
 	Origin Origin
+
+	// Entry says whether an accepted goroutine was seen entering runtime.asyncPreempt,
+	// which the runtime made it call; when EntrySeen, EntryReturn is the PC asyncPreempt
+	// will return to, which must be ResumePC.
+	Entry       Entry
+	EntryReturn uint64
+}
+
+// Entry is what a backend saw of an accepted goroutine's way into runtime.asyncPreempt.
+type Entry uint8
+
+// The entries.
+const (
+	// EntryUnknown: the backend did not watch, or tracing stopped before it could tell.
+	EntryUnknown Entry = iota
+	// EntrySeen: the goroutine entered asyncPreempt.
+	EntrySeen
+	// EntryMissed: the goroutine was watched for and did not enter asyncPreempt before
+	// its thread's next accepted request, which an accepted request cannot explain.
+	EntryMissed
+)
+
+func (e Entry) String() string {
+	if e > EntryMissed {
+		return fmt.Sprintf("entry(%d)", uint8(e))
+	}
+	return [...]string{"unknown", "seen", "missed"}[e]
 }
 
 // Origin is who sent a preemption signal. The runtime's handler treats every SIGURG
@@ -271,7 +298,7 @@ func tri(b bool) safepoint.Tri {
 // rules accept and the state that could explain it was not read, the reason
 // is unknown; that is not a mismatch. A mismatch is an acceptance the PC rules
 // forbid, a refusal of what they and the observed state allow, or a resume
-// PC other than the predicted one.
+// PC other than the predicted one or than the one asyncPreempt returns to.
 func (d *Decoder) Decode(a Attempt) Record {
 	r := Record{Attempt: a}
 	st := d.state(a)
@@ -307,6 +334,9 @@ func (d *Decoder) Decode(a Attempt) Record {
 		r.Mismatch, r.Why = true, "runtime accepted, decoder refused ("+r.Predicted.Reason.String()+")"
 	case a.Runtime == RuntimeAccepted && a.ResumePC != predictedResume:
 		r.Mismatch, r.Why = true, "resume pc differs from the decoder's"
+	case a.Runtime == RuntimeAccepted && a.Entry == EntrySeen && a.EntryReturn != a.ResumePC:
+		r.Mismatch = true
+		r.Why = fmt.Sprintf("asyncPreempt returns to %#x, not to the resume pc", a.EntryReturn)
 	case a.Runtime == RuntimeRefused && r.Predicted.Accepted():
 		if r.Predicted.StateUnchecked {
 			r.Reason = safepoint.Unknown // a thread-state rule this backend cannot see

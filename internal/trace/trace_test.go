@@ -65,6 +65,12 @@ func TestDecode(t *testing.T) {
 			safepoint.UnsafePoint, true, false},
 		{"wrong resume pc", trace.Attempt{RegsKnown: true, PC: plain, Runtime: trace.RuntimeAccepted,
 			ResumePC: plain + 1}, safepoint.Safe, true, false},
+		{"entered asyncPreempt to resume there", trace.Attempt{RegsKnown: true, PC: plain,
+			Runtime: trace.RuntimeAccepted, ResumePC: plain, Entry: trace.EntrySeen,
+			EntryReturn: plain}, safepoint.Safe, false, false},
+		{"entered asyncPreempt to resume elsewhere", trace.Attempt{RegsKnown: true, PC: plain,
+			Runtime: trace.RuntimeAccepted, ResumePC: plain, Entry: trace.EntrySeen,
+			EntryReturn: plain + 4}, safepoint.Safe, true, false},
 		{"not wanted", trace.Attempt{RegsKnown: true, PC: nosplit, Runtime: trace.RuntimeNotWanted},
 			safepoint.NotWanted, false, true},
 		{"outside Go", trace.Attempt{RegsKnown: true, PC: 0x10, Runtime: trace.RuntimeRefused},
@@ -89,8 +95,8 @@ func TestDecode(t *testing.T) {
 		})
 	}
 
-	if sum.Events != uint64(len(tests)) || sum.Mismatches != 2 || sum.NotWanted != 1 ||
-		sum.DecodeErrors != 1 {
+	if sum.Events != uint64(len(tests)) || sum.Mismatches != 3 || sum.NotWanted != 1 ||
+		sum.DecodeErrors != 1 || sum.Entered != 2 || sum.EntryMissed != 0 {
 		t.Errorf("summary %+v", sum)
 	}
 	var nosplitTop *trace.FuncCount
@@ -207,15 +213,24 @@ func TestSummaryCounts(t *testing.T) {
 			Reason: safepoint.Assembly},
 		{Attempt: trace.Attempt{Runtime: trace.RuntimeUnknown}, Reason: safepoint.UnsafePoint},
 		{Attempt: trace.Attempt{Runtime: trace.RuntimeUnknown}, Reason: safepoint.Safe},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeAccepted, StateKnown: true,
+			Entry: trace.EntrySeen}, Reason: safepoint.Safe},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeAccepted, StateKnown: true,
+			Entry: trace.EntryMissed}, Reason: safepoint.Safe},
+		{Attempt: trace.Attempt{Runtime: trace.RuntimeAccepted, StateKnown: true},
+			Reason: safepoint.Safe},
 	}
 	var sum trace.Summary
 	for i := range records {
 		sum.Add(&records[i])
 	}
 
-	if sum.Events != 5 || sum.NotWanted != 2 || sum.Refused != 2 || sum.Accepted != 1 {
-		t.Errorf("events %d, not wanted %d, refused %d, accepted %d; want 5, 2, 2, 1",
+	if sum.Events != 8 || sum.NotWanted != 2 || sum.Refused != 2 || sum.Accepted != 4 {
+		t.Errorf("events %d, not wanted %d, refused %d, accepted %d; want 8, 2, 2, 4",
 			sum.Events, sum.NotWanted, sum.Refused, sum.Accepted)
+	}
+	if sum.Entered != 1 || sum.EntryMissed != 1 {
+		t.Errorf("entered asyncPreempt %d, missed %d; want 1, 1", sum.Entered, sum.EntryMissed)
 	}
 	if sum.StateUnknown != 2 {
 		t.Errorf("%d attempts without state, want 2", sum.StateUnknown)
