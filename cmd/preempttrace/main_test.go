@@ -17,6 +17,7 @@ var cliPath string
 
 // TestMain builds the command once, so tests run it as a user would.
 func TestMain(m *testing.M) {
+	runDeniedBPFLauncher()
 	dir, err := os.MkdirTemp("", "preempttrace-cli")
 	if err != nil {
 		panic(err)

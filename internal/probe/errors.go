@@ -72,6 +72,29 @@ func (e *PermissionError) Unwrap() error { return e.Err }
 // Is matches fs.ErrPermission.
 func (e *PermissionError) Is(target error) bool { return target == fs.ErrPermission }
 
+// DeniedError reports a kernel refusal to load the BPF programs or create a uprobe although
+// the tracer holds every capability it needs, so something else forbids it: kernel lockdown
+// on kernels that restrict BPF under it, a seccomp profile, or a security module.
+type DeniedError struct {
+	// Lockdown is the kernel's lockdown mode ("integrity" or "confidentiality"), or empty
+	// when lockdown is off or its state could not be read.
+	Lockdown string
+	Err      error
+}
+
+func (e *DeniedError) Error() string {
+	causes := "a seccomp profile or a security module (SELinux, AppArmor)"
+	if e.Lockdown != "" {
+		causes = fmt.Sprintf("kernel lockdown (%s) where the kernel extends it to BPF, %s",
+			e.Lockdown, causes)
+	}
+	return fmt.Sprintf("eBPF refused although CAP_SYS_ADMIN is held: %s forbids bpf(2) or "+
+		"perf_event_open(2); --backend ptrace works without them: %v", causes, e.Err)
+}
+
+// Unwrap returns the kernel's refusal.
+func (e *DeniedError) Unwrap() error { return e.Err }
+
 // FeatureError reports a kernel feature the tracer needs and the kernel lacks.
 type FeatureError struct {
 	Feature string

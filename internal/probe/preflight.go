@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -33,7 +34,11 @@ func Preflight() error {
 		return err
 	}
 
+	// The probe creates a map, so a refusal here is about bpf(2), not the feature.
 	if err := features.HaveMapType(ebpf.RingBuf); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return denied(err)
+		}
 		return &FeatureError{Feature: "BPF ring buffer maps", Err: err}
 	}
 
@@ -59,6 +64,38 @@ func checkCapabilities() error {
 		return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}}
 	}
 	return nil
+}
+
+// lockdownFile is where securityfs shows the kernel's lockdown mode, the active one in
+// brackets: "none [integrity] confidentiality".
+var lockdownFile = "/sys/kernel/security/lockdown"
+
+// lockdownMode returns the active lockdown mode, "" when it is "none" or cannot be read
+// (securityfs not mounted, or a kernel without the lockdown LSM).
+func lockdownMode() string {
+	b, err := os.ReadFile(lockdownFile)
+	if err != nil {
+		return ""
+	}
+	_, rest, ok := strings.Cut(string(b), "[")
+	mode, _, closed := strings.Cut(rest, "]")
+	if !ok || !closed || mode == "none" {
+		return ""
+	}
+	return mode
+}
+
+// denied turns a kernel's EPERM or EACCES into what the user can act on: the capability
+// missing, or when none is, a DeniedError naming the likely cause.
+func denied(err error) error {
+	if capErr := checkCapabilities(); capErr != nil {
+		var pe *PermissionError
+		if errors.As(capErr, &pe) {
+			pe.Err = err
+		}
+		return capErr
+	}
+	return &DeniedError{Lockdown: lockdownMode(), Err: err}
 }
 
 // tracefsMounted reports whether a tracefs with a uprobe_events file is reachable.

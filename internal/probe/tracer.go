@@ -196,7 +196,7 @@ func (t *Tracer) load(opts Options) error {
 
 	if err := spec.LoadAndAssign(&t.objs, nil); err != nil {
 		if errors.Is(err, os.ErrPermission) {
-			return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}, Err: err}
+			return denied(fmt.Errorf("load BPF programs: %w", err))
 		}
 		return fmt.Errorf("load BPF programs: %w", err)
 	}
@@ -236,11 +236,11 @@ func (t *Tracer) attach(opts Options) error {
 			PID:     opts.PID,
 		})
 		if err != nil {
+			err = fmt.Errorf("attach %s probe at %s+%#x: %w", p.pl.Site, p.fn, p.pl.Addr, err)
 			if errors.Is(err, os.ErrPermission) {
-				return &PermissionError{Missing: []string{"CAP_SYS_ADMIN"}, Err: err}
+				return denied(err)
 			}
-			return fmt.Errorf("attach %s probe at %s+%#x: %w", p.pl.Site, p.fn,
-				p.pl.Addr, err)
+			return err
 		}
 		t.links = append(t.links, l)
 	}
