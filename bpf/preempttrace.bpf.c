@@ -58,6 +58,8 @@ volatile const struct runtime_offsets cfg_offsets = {
 	.m_preemptoff = -1,
 	.m_p = -1,
 	.p_status = -1,
+	.g_window = -1,
+	.m_window = -1,
 };
 
 /* How doSigPreempt and isAsyncSafePoint pass values; the register ABI unless the loader says. */
@@ -116,6 +118,7 @@ struct {
 const enum verdict *unused_verdict __attribute__((unused));
 const enum event_flag *unused_event_flag __attribute__((unused));
 const enum counter *unused_counter __attribute__((unused));
+const enum state_window *unused_state_window __attribute__((unused));
 const struct runtime_offsets *unused_runtime_offsets __attribute__((unused));
 
 static __always_inline void
@@ -210,6 +213,75 @@ read_at(void *dst, __u32 size, __u64 addr, __s32 off)
 	return addr && off >= 0 && !bpf_probe_read_user(dst, size, (const void *)(addr + off));
 }
 
+/* A copy of STATE_WINDOW bytes of one struct, from its offset start on. */
+struct window {
+	__s64 start;
+	/* Eight bytes of slack keep every masked member offset inside. */
+	__u8 buf[STATE_WINDOW + 8];
+};
+
+/* window_read copies the window of the struct at addr that starts at offset start. */
+static __always_inline bool
+window_read(struct window *w, __u64 addr, __s32 start)
+{
+	w->start = start;
+	return addr && start >= 0 &&
+	       !bpf_probe_read_user(w->buf, STATE_WINDOW, (const void *)(addr + start));
+}
+
+/*
+ * window_at returns where the member at offset off sits in the window; the loader put it
+ * inside, and the mask makes that plain to the verifier too.
+ */
+static __always_inline const __u8 *
+window_at(const struct window *w, __s32 off)
+{
+	return &w->buf[(__u64)(off - w->start) & (STATE_WINDOW - 1)];
+}
+
+static __always_inline __u64
+window_u64(const struct window *w, __s32 off)
+{
+	__u64 v;
+
+	__builtin_memcpy(&v, window_at(w, off), sizeof(v));
+	return v;
+}
+
+static __always_inline __s32
+window_s32(const struct window *w, __s32 off)
+{
+	__s32 v;
+
+	__builtin_memcpy(&v, window_at(w, off), sizeof(v));
+	return v;
+}
+
+/*
+ * read_state_windows reads what read_state_fields reads with one copy of g and one of m, when
+ * the loader found the members close enough together.
+ */
+static __always_inline bool
+read_state_windows(struct event *e, __u64 gp)
+{
+	struct window w = {};
+
+	if (!window_read(&w, gp, cfg_offsets.g_window))
+		return false;
+	e->m = window_u64(&w, cfg_offsets.g_m);
+	e->stack_lo = window_u64(&w, cfg_offsets.g_stack_lo);
+
+	if (!window_read(&w, e->m, cfg_offsets.m_window))
+		return false;
+	e->curg = window_u64(&w, cfg_offsets.m_curg);
+	e->locks = window_s32(&w, cfg_offsets.m_locks);
+	e->mallocing = window_s32(&w, cfg_offsets.m_mallocing);
+	e->pp = window_u64(&w, cfg_offsets.m_p);
+	e->preemptoff_len = window_u64(&w, cfg_offsets.m_preemptoff + 8);
+
+	return !e->pp || read_at(&e->pp_status, sizeof(e->pp_status), e->pp, cfg_offsets.p_status);
+}
+
 /*
  * read_state_fields reads the state isAsyncSafePoint checks before the PC (runtime/preempt.go):
  * whether gp is its M's current goroutine, what canPreemptM reads of the M and its P, and the
@@ -220,6 +292,8 @@ read_state_fields(struct event *e, __u64 gp)
 {
 	if (cfg_offsets.p_status < 0 || cfg_offsets.m_preemptoff < 0)
 		return false;
+	if (cfg_offsets.g_window >= 0 && cfg_offsets.m_window >= 0)
+		return read_state_windows(e, gp);
 	if (!read_at(&e->m, sizeof(e->m), gp, cfg_offsets.g_m) ||
 	    !read_at(&e->stack_lo, sizeof(e->stack_lo), gp, cfg_offsets.g_stack_lo) ||
 	    !read_at(&e->curg, sizeof(e->curg), e->m, cfg_offsets.m_curg) ||

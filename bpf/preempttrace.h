@@ -64,8 +64,20 @@ enum event_flag {
 };
 
 /*
+ * STATE_WINDOW is how many bytes of runtime.g or runtime.m the entry probe copies at once to
+ * take several members from them: each read of the target's memory has a fixed cost that
+ * dwarfs copying a hundred bytes more. An enum, so that bpf2go gives Go the same number.
+ */
+enum state_window {
+	STATE_WINDOW = 128,
+};
+
+/*
  * Byte offsets of the runtime's struct members the probe reads, from the target's DWARF; -1 for
  * unknown. The thread state is read only when every member but g_atomicstatus is known.
+ * g_window and m_window are where a STATE_WINDOW-byte copy of g (holding stack.lo and m) and
+ * of m (holding curg, locks, mallocing, the length of preemptoff, and p) starts; -1 when the
+ * members are too far apart and each is read on its own.
  */
 struct runtime_offsets {
 	__s32 g_m;
@@ -77,6 +89,8 @@ struct runtime_offsets {
 	__s32 m_preemptoff;
 	__s32 m_p;
 	__s32 p_status;
+	__s32 g_window;
+	__s32 m_window;
 };
 
 /*

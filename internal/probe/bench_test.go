@@ -19,6 +19,7 @@ import (
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/arch/x86/x86asm"
+	"golang.org/x/sys/unix"
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
@@ -37,8 +38,10 @@ const minSignals = 20000
 // returns) on the entry site, and with the full tracer and a reader draining its ring.
 //
 // Metrics: ns/sigurg of each run, the µs the tracer adds per signal and the traced/untraced
-// ratio; events/sigurg checks that every signal gave exactly one event. The standard ns/op
-// counts all three runs and process start-up, and is not meaningful.
+// ratio; events/sigurg checks that every signal gave exactly one event. bpf-ns/<site> is the
+// kernel's own count of the time each BPF program ran per hit, so the rest of what tracing
+// adds is the traps. The standard ns/op counts all three runs and process start-up, and is
+// not meaningful.
 func BenchmarkSIGURG(b *testing.B) {
 	testutil.RequireBPF(b)
 	bin := buildTestdata(b, "sigurg")
@@ -59,17 +62,26 @@ func BenchmarkSIGURG(b *testing.B) {
 		b.Fatal("no thread-state offsets: the benchmark would not measure the state reads")
 	}
 	noop := noopProgram(b)
+	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+	if err != nil {
+		b.Fatalf("enable BPF statistics: %v", err)
+	}
+	defer stats.Close()
 
 	n := max(b.N, minSignals)
 	var untraced, bare, traced, events float64
+	progNs := map[probe.Site]float64{}
 	for i := 0; i < b.N; i += n {
 		untraced += runTimed(b, bin, n, nil)
 		bare += runTimed(b, bin, n, func(pid int) func() {
 			return attachNoop(b, bin, pid, noop, plan.Entry.FileOffset)
 		})
 		traced += runTimed(b, bin, n, func(pid int) func() {
-			stop, count := attachTracer(b, pid, f, offs)
+			stop, count, costs := attachTracer(b, pid, f, offs)
 			return func() {
+				for _, c := range costs() {
+					progNs[c.Site] += float64(c.RunTime.Nanoseconds()) / float64(max(c.Runs, 1))
+				}
 				stop()
 				events += float64(count()) / float64(n)
 			}
@@ -84,12 +96,16 @@ func BenchmarkSIGURG(b *testing.B) {
 	b.ReportMetric((traced-untraced)/1000, "added-µs/sigurg")
 	b.ReportMetric(traced/untraced, "traced/untraced")
 	b.ReportMetric(events, "events/sigurg")
+	for site, ns := range progNs {
+		b.ReportMetric(ns/runs, "bpf-ns/"+string(site))
+	}
 }
 
 // attachTracer attaches the full tracer to pid with a reader goroutine counting events. The
-// returned stop detaches and waits for the reader; count then gives the events read.
+// returned stop detaches and waits for the reader; count then gives the events read, and
+// costs, called before stop, what each BPF program cost.
 func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffsets) (
-	stop func(), count func() int64) {
+	stop func(), count func() int64, costs func() []probe.ProgramCost) {
 	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
 		State: offs.State})
 	if err != nil {
@@ -122,7 +138,14 @@ func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffs
 		}
 		tr.Close()
 	}
-	return stop, n.Load
+	costs = func() []probe.ProgramCost {
+		c, err := tr.ProgramCosts()
+		if err != nil {
+			b.Fatalf("program costs: %v", err)
+		}
+		return c
+	}
+	return stop, n.Load, costs
 }
 
 // BenchmarkUprobeInstruction measures one uprobe hit on each kind of instruction in the

@@ -88,7 +88,15 @@ type bpfRuntimeOffsets struct {
 	M_preemptoff   int32
 	M_p            int32
 	P_status       int32
+	G_window       int32
+	M_window       int32
 }
+
+type bpfStateWindow uint32
+
+const (
+	bpfStateWindowSTATE_WINDOW bpfStateWindow = 128
+)
 
 type bpfVerdict uint32
 
@@ -126,6 +134,7 @@ const (
 	bpfVarUnusedCounter           = "unused_counter"
 	bpfVarUnusedEventFlag         = "unused_event_flag"
 	bpfVarUnusedRuntimeOffsets    = "unused_runtime_offsets"
+	bpfVarUnusedStateWindow       = "unused_state_window"
 	bpfVarUnusedVerdict           = "unused_verdict"
 )
 
@@ -206,6 +215,7 @@ type bpfVariableSpecs struct {
 	UnusedCounter        *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.VariableSpec `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.VariableSpec `ebpf:"unused_runtime_offsets"`
+	UnusedStateWindow    *ebpf.VariableSpec `ebpf:"unused_state_window"`
 	UnusedVerdict        *ebpf.VariableSpec `ebpf:"unused_verdict"`
 }
 
@@ -263,6 +273,7 @@ type bpfVariables struct {
 	UnusedCounter        *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEventFlag      *ebpf.Variable `ebpf:"unused_event_flag"`
 	UnusedRuntimeOffsets *ebpf.Variable `ebpf:"unused_runtime_offsets"`
+	UnusedStateWindow    *ebpf.Variable `ebpf:"unused_state_window"`
 	UnusedVerdict        *ebpf.Variable `ebpf:"unused_verdict"`
 }
 

@@ -7,4 +7,4 @@ package probe
 // The arm64 object is built so that the package compiles there, but PlanProbes refuses arm64
 // targets until their call sites can be found (see checkTarget).
 
-//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type event -type verdict -type event_flag -type counter bpf ../../bpf/preempttrace.bpf.c -- -Wall -Werror -I../../bpf -I../../bpf/headers
+//go:generate go tool bpf2go -tags linux -target amd64,arm64 -type event -type verdict -type event_flag -type counter -type state_window bpf ../../bpf/preempttrace.bpf.c -- -Wall -Werror -I../../bpf -I../../bpf/headers

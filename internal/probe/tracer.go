@@ -480,6 +480,42 @@ func (t *Tracer) Counters() (Counters, error) {
 	return c, nil
 }
 
+// ProgramCost is what the BPF program at one probe site cost so far: how often it ran and
+// for how long in all. The kernel counts only while BPF statistics are enabled
+// (ebpf.EnableStats); the trap that runs the program is not included.
+type ProgramCost struct {
+	Site    Site
+	Runs    uint64
+	RunTime time.Duration
+}
+
+// ProgramCosts returns the cost of each attached probe's program.
+func (t *Tracer) ProgramCosts() ([]ProgramCost, error) {
+	progs := []struct {
+		site Site
+		pl   *Placement
+		prog *ebpf.Program
+	}{
+		{SiteEntry, &t.plan.Entry, t.objs.PreempttraceSigpreempt},
+		{SiteVerdict, t.plan.Verdict, t.objs.PreempttraceVerdict},
+		{SiteHandled, t.plan.Handled, t.objs.PreempttraceHandled},
+		{SiteEntered, t.plan.Entered, t.objs.PreempttraceEntered},
+	}
+
+	var out []ProgramCost
+	for _, p := range progs {
+		if p.pl == nil {
+			continue
+		}
+		st, err := p.prog.Stats()
+		if err != nil {
+			return nil, fmt.Errorf("read %s program statistics: %w", p.site, err)
+		}
+		out = append(out, ProgramCost{Site: p.site, Runs: st.RunCount, RunTime: st.Runtime})
+	}
+	return out, nil
+}
+
 // Counters are the tracer's losses and irregularities. Lost() is the number of preemption
 // requests that reached the target but not the reader.
 type Counters struct {
@@ -524,9 +560,32 @@ func bpfABI(abi CallABI) bpfCallAbi {
 func bpfOffsets(o *target.StateOffsets) bpfRuntimeOffsets {
 	if o == nil {
 		return bpfRuntimeOffsets{G_m: -1, G_stackLo: -1, G_atomicstatus: -1, M_curg: -1,
-			M_locks: -1, M_mallocing: -1, M_preemptoff: -1, M_p: -1, P_status: -1}
+			M_locks: -1, M_mallocing: -1, M_preemptoff: -1, M_p: -1, P_status: -1,
+			G_window: -1, M_window: -1}
 	}
+
+	// The length of m.preemptoff is the string's second word.
 	return bpfRuntimeOffsets{G_m: o.GM, G_stackLo: o.GStackLo, G_atomicstatus: o.GAtomicstatus,
 		M_curg: o.MCurg, M_locks: o.MLocks, M_mallocing: o.MMallocing,
-		M_preemptoff: o.MPreemptoff, M_p: o.MP, P_status: o.PStatus}
+		M_preemptoff: o.MPreemptoff, M_p: o.MP, P_status: o.PStatus,
+		G_window: stateWindow(member{o.GStackLo, 8}, member{o.GM, 8}),
+		M_window: stateWindow(member{o.MCurg, 8}, member{o.MLocks, 4},
+			member{o.MMallocing, 4}, member{o.MPreemptoff + 8, 8}, member{o.MP, 8}),
+	}
+}
+
+// member is a struct member's offset and size.
+type member struct{ off, size int32 }
+
+// stateWindow returns where a window holding every member starts, or -1 when they span
+// more than a window.
+func stateWindow(members ...member) int32 {
+	lo, hi := members[0].off, members[0].off+members[0].size
+	for _, m := range members[1:] {
+		lo, hi = min(lo, m.off), max(hi, m.off+m.size)
+	}
+	if lo < 0 || hi-lo > int32(bpfStateWindowSTATE_WINDOW) {
+		return -1
+	}
+	return lo
 }
