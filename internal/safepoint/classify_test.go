@@ -76,8 +76,14 @@ func TestClassifyByRelease(t *testing.T) {
 			RuntimePackage, 0},
 		{"runtime/pprof is not runtime", "go1.22", with(func(p *PC) { p.Innermost = "runtime/pprof.x" }),
 			Safe, 0x1010},
-		// The prefix list changed in 1.25.
-		{"internal/runtime before 1.25", "go1.24.2", internalRuntime, Safe, 0x1010},
+		// The prefix list gained internal/runtime/ in 1.23.8 and 1.24.2, and lost
+		// runtime/internal/ in 1.25.
+		{"internal/runtime before the backport", "go1.23.7", internalRuntime, Safe, 0x1010},
+		{"internal/runtime from the backport", "go1.23.8", internalRuntime, RuntimePackage, 0},
+		{"internal/runtime before the backport", "go1.24.1", internalRuntime, Safe, 0x1010},
+		{"internal/runtime from the backport", "go1.24.2", internalRuntime, RuntimePackage, 0},
+		{"runtime/internal with the backport", "go1.24.2", runtimeInternal, RuntimePackage, 0},
+		{"internal/runtime without a backport", "go1.22.12", internalRuntime, Safe, 0x1010},
 		{"internal/runtime from 1.25", "go1.25.0", internalRuntime, RuntimePackage, 0},
 		{"runtime/internal before 1.25", "go1.23", runtimeInternal, RuntimePackage, 0},
 		{"runtime/internal from 1.25", "go1.25", runtimeInternal, Safe, 0x1010},

@@ -3,10 +3,11 @@
 //
 // The runtime's decision is runtime.doSigPreempt → wantAsyncPreempt →
 // isAsyncSafePoint (runtime/preempt.go). This package mirrors it for every
-// release from Go 1.14 to 1.27: the rules that changed between releases are
-// data (Rules, built by For), and Classify is one flat list of checks in the
-// runtime's own order, each an early return naming the Reason. The first rule
-// that refuses is the reason, exactly as in the runtime.
+// release from Go 1.14 to 1.27: the rules that changed between releases, and
+// the one that patch releases of 1.23 and 1.24 changed, are data (Rules, built
+// by For), and Classify is one flat list of checks in the runtime's own order,
+// each an early return naming the Reason. The first rule that refuses is the
+// reason, exactly as in the runtime.
 //
 // Some checks look at the PC only: whether it is Go code, its compiler-marked
 // unsafe-point value, whether the function is assembly, the name of the

@@ -63,12 +63,23 @@ type Rules struct {
 func (r *Rules) RuntimePrefixes() []string { return r.runtimePrefixes }
 
 var (
-	// prefixes114 is the name rule of Go 1.14–1.24.
+	// prefixes114 is the name rule of Go 1.14–1.24, up to the patch releases
+	// of prefixBackports.
 	prefixes114 = []string{"runtime.", "runtime/internal/", "reflect."}
+	// prefixes123p8 is the name rule from the patch releases of
+	// prefixBackports: the fix of issue 71591 added internal/runtime/, where
+	// Go 1.23 had moved runtime/internal/atomic, and kept the old prefix.
+	prefixes123p8 = []string{"runtime.", "runtime/internal/", "internal/runtime/", "reflect."}
 	// prefixes125 is the name rule from Go 1.25: runtime/internal/ moved to
 	// internal/runtime/ (issue 71591).
 	prefixes125 = []string{"runtime.", "internal/runtime/", "reflect."}
 )
+
+// prefixBackports is, by minor release, the first patch release that has
+// prefixes123p8, as runtime/preempt.go of go1.23.7 and go1.23.8, go1.24.1 and
+// go1.24.2 show; that of go1.22.12 lacks it. A row of ruleTable, which holds
+// whole minor releases, cannot say this.
+var prefixBackports = map[int]int{23: 8, 24: 2}
 
 // ruleTable lists the rule changes by first release; a row holds until the
 // next one.
@@ -127,6 +138,9 @@ func For(v symtab.GoVersion) (*Rules, error) {
 		r := row.rules
 		r.Minor = v.Minor
 		r.secret = v.Minor >= secretFirstMinor && v.HasExperiment(secretExperiment)
+		if first, ok := prefixBackports[v.Minor]; ok && v.Patch >= first {
+			r.runtimePrefixes = prefixes123p8
+		}
 		if r.asyncPreemptFuncs == nil {
 			r.asyncPreemptFuncs = asyncPreemptFuncs114
 		}
