@@ -2,9 +2,11 @@
 # install-toolchains.sh installs every Go toolchain the fixture tests build with
 # (internal/fixture), on Debian bookworm that already has Go 1.26 on PATH:
 #
-#   Go 1.19            golang-1.19-go from bookworm          /usr/lib/go-1.19/bin/go
+#   Go 1.19             golang-1.19-go from bookworm           /usr/lib/go-1.19/bin/go
 #   Go 1.21, 1.22, 1.23 golang-1.2N-go from bookworm-backports /usr/lib/go-1.2N/bin/go
-#   Go 1.27            fetched by the go command             GOTOOLCHAIN=go1.27.3 go
+#   Go 1.24             fetched by the go command              GOTOOLCHAIN=go1.24.13 go
+#   Go 1.25             fetched by the go command              GOTOOLCHAIN=go1.25.7 go
+#   Go 1.27             fetched by the go command              GOTOOLCHAIN=go1.27.3 go
 #
 # plus the C toolchain that external linking and cgo need, and clang, llvm and
 # the libbpf and kernel headers that `go generate` needs to rebuild the eBPF
@@ -15,7 +17,9 @@
 # missing, in which case the script must run as root.
 set -euo pipefail
 
-readonly GO127=go1.27.3
+# FETCHED are the releases the go command downloads into its module cache; they
+# must match the GOTOOLCHAIN values of internal/fixture/toolchain.go.
+readonly FETCHED=(go1.24.13 go1.25.7 go1.27.3)
 readonly BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 readonly PACKAGES=(
 	golang-1.19-go golang-1.21-go golang-1.22-go golang-1.23-go
@@ -87,13 +91,17 @@ go_cmd() {
 	fi
 }
 
-fetch_go127() {
-	local gocmd
+# fetch_releases has the go command download each release of FETCHED, so that
+# the tests find them in the module cache instead of downloading them mid-run.
+fetch_releases() {
+	local gocmd release
 	gocmd=$(go_cmd)
 
 	# Run outside any module so that no go.mod can ask for another toolchain.
-	log "fetching $GO127 with $gocmd (a no-op when the module cache has it)"
-	(cd / && GOTOOLCHAIN=$GO127 GOWORK=off "$gocmd" version)
+	for release in "${FETCHED[@]}"; do
+		log "fetching $release with $gocmd (a no-op when the module cache has it)"
+		(cd / && GOTOOLCHAIN=$release GOWORK=off "$gocmd" version)
+	done
 }
 
 check_toolchains() {
@@ -102,10 +110,14 @@ check_toolchains() {
 		log "go1.$minor: $(GOTOOLCHAIN=local "/usr/lib/go-1.$minor/bin/go" version)"
 	done
 	log "go1.26: $(cd / && GOTOOLCHAIN=local "$(go_cmd)" version)"
-	log "go1.27: $(cd / && GOTOOLCHAIN=$GO127 "$(go_cmd)" version)"
+
+	local release
+	for release in "${FETCHED[@]}"; do
+		log "${release%.*}: $(cd / && GOTOOLCHAIN=$release "$(go_cmd)" version)"
+	done
 }
 
 install_packages
-fetch_go127
+fetch_releases
 check_toolchains
 log "done"

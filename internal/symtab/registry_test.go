@@ -19,9 +19,10 @@ func asyncPreemptFuncID(minor int) uint8 {
 	return 3
 }
 
-// TestRegistryBinaries decodes real third-party binaries of releases no local
-// toolchain builds (Go 1.14–1.18, 1.20, 1.24, 1.25), checked against their
-// symbol tables where they kept one.
+// TestRegistryBinaries decodes real third-party binaries, of releases no local
+// toolchain builds (Go 1.14–1.18, 1.20) and of Go 1.24 and 1.25 as shipped
+// (stripped, one without build info), checked against their symbol tables
+// where they kept one.
 func TestRegistryBinaries(t *testing.T) {
 	for _, b := range fixture.Registry(t) {
 		t.Run(b.ID, func(t *testing.T) {

@@ -28,10 +28,10 @@ const (
 
 // goidByRelease is the offset of g.goid by Go minor release, with the default
 // experiments of that release. The rows of releases with a toolchain here
-// (1.19, 1.21–1.23, 1.26, 1.27) are checked against DWARF by TestGoidTable;
-// the others (1.17, 1.18, 1.20, 1.24, 1.25) come from the runtime source of
-// those releases, where goid follows atomicstatus, which moved when 1.23
-// added a field before it and back when 1.25 removed it.
+// (1.19, 1.21–1.27) are checked against DWARF by TestGoidTable; the others
+// (1.17, 1.18, 1.20) come from the runtime source of those releases, where
+// goid follows atomicstatus, which moved when 1.23 added a field before it
+// and back when 1.25 removed it.
 var goidByRelease = map[int]uint32{
 	17: 152, 18: 152, 19: 152, 20: 152, 21: 152, 22: 152,
 	23: 160, 24: 160,

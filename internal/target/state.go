@@ -32,7 +32,7 @@ type StateOffsets struct {
 // stateByRelease is StateOffsets by Go minor release for amd64 builds with that release's
 // default GOEXPERIMENT settings, for binaries without DWARF. Every row was read from the
 // DWARF of a binary of that release and is checked against it again by TestStateTable:
-// the installed toolchains (1.19, 1.21-1.23, 1.26, 1.27) and a registry binary (1.14).
+// the installed toolchains (1.19, 1.21-1.27) and a registry binary (1.14).
 // Releases without such a binary here have no row, and their stripped builds no state:
 // runtime.p in particular changes size with nearly every release, and a guessed offset
 // would give plausible wrong answers.
@@ -47,6 +47,10 @@ var stateByRelease = map[int]StateOffsets{
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8936},
 	23: {GM: 48, GStackLo: 0, GAtomicstatus: 152, MCurg: 192, MLocks: 264, MMallocing: 240,
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 185, PPreempt: 8928},
+	24: {GM: 48, GStackLo: 0, GAtomicstatus: 152, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 185, PPreempt: 8936},
+	25: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 184, MLocks: 256, MMallocing: 232,
+		MPreemptoff: 240, MP: 200, PStatus: 4, GPreempt: 177, PPreempt: 9496},
 	26: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 184, MLocks: 264, MMallocing: 240,
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 13776},
 	27: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 184, MLocks: 264, MMallocing: 240,
