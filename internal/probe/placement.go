@@ -97,8 +97,9 @@ func (p *Plan) Placements() []Placement {
 // Every probe sits on the first instruction the kernel can emulate (a conditional or direct
 // jump, a direct call, a canonical NOP or a register push, about 1 µs a hit) that runs
 // unconditionally after the point of interest with nothing in between that changes what the
-// probe reads: the registers, or with the stack ABI the stack pointer and memory. Any other instruction is copied out of line and single-stepped,
-// which costs 15–20 µs a hit; that is the fallback when no emulated instruction is near.
+// probe reads: the registers, or with the stack ABI the stack pointer and memory. Any other
+// instruction is copied out of line and single-stepped, which costs 15–20 µs a hit; that is
+// the fallback when no emulated instruction is near.
 func PlanProbes(f *symtab.File) (*Plan, error) {
 	if err := checkTarget(f); err != nil {
 		return nil, err
