@@ -17,9 +17,9 @@ import (
 // TestSidecarImage runs the command as the Dockerfile's image runs it, which no container
 // engine here can: the static binary alone in an otherwise empty root, in a mount
 // namespace of its own with /proc and /sys mounted, tracing a process of the same PID
-// namespace whose executable it cannot see by path. Once with every capability (eBPF),
-// once with only those a restricted sidecar gets (CAP_SYS_PTRACE: the default backend
-// must fall back to ptrace).
+// namespace whose executable it cannot see by path, found by its name. Once with every
+// capability (eBPF), once with only those a restricted sidecar gets (CAP_SYS_PTRACE: the
+// default backend must fall back to ptrace).
 func TestSidecarImage(t *testing.T) {
 	testutil.RequirePtrace(t)
 	testutil.RequireBPF(t)
@@ -39,8 +39,10 @@ func TestSidecarImage(t *testing.T) {
 		{"sys-ptrace-only", "-all,+sys_ptrace,+sys_chroot", "ptrace"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			target := startSpin(t, "nosplit", 3*time.Second)
-			res := runInImage(t, root, tt.caps, "-p", target.pid(), "--duration", "1s",
+			// A sidecar cannot know the PID: it names the application.
+			bin, name := namedSpin(t)
+			target := startSpinBinary(t, bin, "nosplit", 3*time.Second)
+			res := runInImage(t, root, tt.caps, "--name", name, "--duration", "1s",
 				"-o", "json")
 			target.wait(t)
 			if res.code != 0 {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,7 +27,12 @@ import (
 
 // liveArgs are the options of live tracing, shared by the root command and demo.
 type liveArgs struct {
-	pid       int
+	pid int
+
+	// name selects the target by name instead of pid; wait waits for it to start.
+	name string
+	wait bool
+
 	verify    bool
 	allEvents bool
 	output    string
@@ -42,6 +48,12 @@ func (a *liveArgs) check() error {
 	case backendAuto, backendEBPF, backendPtrace:
 	default:
 		return usageError{fmt.Errorf("--backend %q: want auto, ebpf or ptrace", a.backend)}
+	}
+	if a.pid != 0 && a.name != "" {
+		return usageError{errors.New("-p and --name both name the target: give one")}
+	}
+	if a.wait && a.name == "" {
+		return usageError{errors.New("--wait needs --name")}
 	}
 	if a.duration < 0 {
 		return usageError{errors.New("--duration must not be negative")}
@@ -72,6 +84,18 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	// being placed still detaches them and ends with a summary.
 	ctx, cancel := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer cancel()
+
+	if a.name != "" {
+		pid, err := pickByName(ctx, a.name, a.wait, stderr)
+		if errors.Is(err, errStoppedWaiting) {
+			fmt.Fprintf(stderr, "preempttrace: %v\n", err)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		a.pid = pid
+	}
 
 	proc, err := target.Find(a.pid)
 	if err != nil {
@@ -362,4 +386,50 @@ func isTerminal(w io.Writer) bool {
 	}
 	_, err := unix.IoctlGetTermios(int(file.Fd()), unix.TCGETS)
 	return err == nil
+}
+
+// namePoll is how often --wait looks for the process to have started.
+const namePoll = 200 * time.Millisecond
+
+// errStoppedWaiting reports a signal that ended --wait before the process started, which
+// for a sidecar stopped with its pod is a normal end.
+var errStoppedWaiting = errors.New("stopped before the process started")
+
+// pickByName returns the one process called name, waiting for it to start if wait.
+func pickByName(ctx context.Context, name string, wait bool, stderr io.Writer) (int, error) {
+	told := false
+	for {
+		pids, err := target.FindByName(name)
+		if err != nil {
+			return 0, fmt.Errorf("list processes: %w", err)
+		}
+		switch {
+		case len(pids) == 1:
+			return pids[0], nil
+		case len(pids) > 1:
+			return 0, fmt.Errorf("%d processes named %q (pids %s): pick one with -p",
+				len(pids), name, joinInts(pids))
+		case !wait:
+			return 0, fmt.Errorf("no process named %q (--wait waits for one to start)", name)
+		}
+
+		if !told {
+			fmt.Fprintf(stderr, "preempttrace: waiting for a process named %q\n", name)
+			told = true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w: no process named %q", errStoppedWaiting, name)
+		case <-time.After(namePoll):
+		}
+	}
+}
+
+// joinInts formats ns as "1, 2, 3".
+func joinInts(ns []int) string {
+	s := make([]string, len(ns))
+	for i, n := range ns {
+		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ", ")
 }

@@ -135,6 +135,8 @@ func TestLiveBadInput(t *testing.T) {
 		{[]string{"-p", strconv.Itoa(sleep.Process.Pid)}, 1, "not a Go binary"},
 		{[]string{"-p", "1", "-o", "yaml"}, 2, "want text or json"},
 		{[]string{"-p", "1", "--backend", "dtrace"}, 2, "want auto, ebpf or ptrace"},
+		{[]string{"-p", "1", "--name", "server"}, 2, "give one"},
+		{[]string{"-p", "1", "--wait"}, 2, "--wait needs --name"},
 	} {
 		res := runCLI(t, tt.args...)
 		lines := strings.Split(strings.TrimRight(res.stderr, "\n"), "\n")
@@ -271,6 +273,14 @@ func startSpin(t *testing.T, mode string, d time.Duration, env ...string) *spinT
 	t.Helper()
 
 	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	return startSpinBinary(t, bin, mode, d, env...)
+}
+
+// startSpinBinary starts the spin program bin in mode for d.
+func startSpinBinary(t *testing.T, bin, mode string, d time.Duration,
+	env ...string) *spinTarget {
+	t.Helper()
+
 	s := &spinTarget{cmd: exec.Command(bin, mode, d.String()), mode: mode}
 	s.cmd.Env = append(os.Environ(), env...)
 	s.cmd.Stdout = &s.out

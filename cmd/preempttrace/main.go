@@ -60,6 +60,9 @@ release (1.14 through 1.27) that built it.`,
   # the same without eBPF (no CAP_SYS_ADMIN, lockdown, seccomp): ptrace
   sudo preempttrace -p 4242 --backend ptrace
 
+  # as a sidecar: wait for the application called "server" to start, then trace it
+  preempttrace --name server --wait -o json
+
   # a built-in workload that refuses preemption in every way
   sudo preempttrace demo
 
@@ -77,7 +80,7 @@ release (1.14 through 1.27) that built it.`,
 	}
 	a := liveArgs{output: "text", backend: backendAuto}
 	root.RunE = func(cmd *cobra.Command, _ []string) error {
-		if a.pid == 0 {
+		if a.pid == 0 && a.name == "" {
 			return cmd.Help()
 		}
 		if err := a.check(); err != nil {
@@ -86,6 +89,10 @@ release (1.14 through 1.27) that built it.`,
 		return runLive(cmd.Context(), a, os.Stdout, os.Stderr)
 	}
 	root.Flags().IntVarP(&a.pid, "pid", "p", 0, "trace the running process PID")
+	root.Flags().StringVarP(&a.name, "name", "n", "",
+		"trace the one process whose executable (or command name) is NAME")
+	root.Flags().BoolVar(&a.wait, "wait", false,
+		"with --name: wait for the process to start (for a sidecar)")
 	root.Flags().DurationVar(&a.duration, "duration", 0, "stop after this long (default: Ctrl-C)")
 	addOutputFlags(root, &a)
 
