@@ -26,15 +26,7 @@ func startNamed(t *testing.T, name string) *exec.Cmd {
 	if err := os.WriteFile(bin, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "30")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-	})
-	return cmd
+	return startUntilCleanup(t, bin, "30")
 }
 
 // startRenamed builds a C program that renames itself to comm with prctl(PR_SET_NAME), as
@@ -55,7 +47,14 @@ int main(int argc, char **argv) { prctl(PR_SET_NAME, argv[1]); sleep(30); return
 	if out, err := exec.Command("gcc", "-o", bin, src).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v: %s", err, out)
 	}
-	cmd := exec.Command(bin, comm)
+	return startUntilCleanup(t, bin, comm)
+}
+
+// startUntilCleanup starts bin with args and kills it when the test ends.
+func startUntilCleanup(t *testing.T, bin string, args ...string) *exec.Cmd {
+	t.Helper()
+
+	cmd := exec.Command(bin, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
