@@ -12,7 +12,7 @@
 
 #include <linux/types.h>
 
-/* MAX_THREADS bounds the requests in flight: at most one per thread of the target. */
+/* MAX_THREADS bounds the accepted requests waiting: at most one per thread of the target. */
 #define MAX_THREADS 16384
 
 /* RINGBUF_BYTES is the default ring size; the loader may change it before loading. */
@@ -110,15 +110,15 @@ struct call_abi {
 	__s32 newpc_sp_off;
 };
 
-/* Indexes of the counters map. Each counts events lost or completed late, per CPU. */
+/* Indexes of the counters map. Each counts per CPU. */
 enum counter {
 	/* bpf_ringbuf_reserve failed: the reader is too slow, the event is lost. */
 	COUNTER_RINGBUF_FULL = 0,
-	/* The in-flight map was full at doSigPreempt entry: the event is lost. */
-	COUNTER_INFLIGHT_FULL = 1,
+	/* The kernel had no memory for a thread's request slot at doSigPreempt entry: lost. */
+	COUNTER_NO_SLOT = 1,
 	/*
 	 * A verdict arrived for a thread with no request in flight: its SIGURG came just before
-	 * tracing began, or its entry was already counted in COUNTER_INFLIGHT_FULL.
+	 * tracing began, or its entry was already counted in COUNTER_NO_SLOT.
 	 */
 	COUNTER_VERDICT_ORPHAN = 2,
 	/* A request was still in flight when the next one began (see EVENT_LATE). */
@@ -128,7 +128,10 @@ enum counter {
 	 * asyncPreempt entry, which is then unknown.
 	 */
 	COUNTER_ACCEPTED_FULL = 4,
-	COUNTER_MAX = 5,
+	/* Requests stored at entry, and requests completed; the difference is in flight. */
+	COUNTER_STARTED = 5,
+	COUNTER_COMPLETED = 6,
+	COUNTER_MAX = 7,
 };
 
 /* One SIGURG that reached runtime.doSigPreempt in the target. */

@@ -27,11 +27,13 @@ type bpfCounter uint32
 
 const (
 	bpfCounterCOUNTER_RINGBUF_FULL   bpfCounter = 0
-	bpfCounterCOUNTER_INFLIGHT_FULL  bpfCounter = 1
+	bpfCounterCOUNTER_NO_SLOT        bpfCounter = 1
 	bpfCounterCOUNTER_VERDICT_ORPHAN bpfCounter = 2
 	bpfCounterCOUNTER_LATE           bpfCounter = 3
 	bpfCounterCOUNTER_ACCEPTED_FULL  bpfCounter = 4
-	bpfCounterCOUNTER_MAX            bpfCounter = 5
+	bpfCounterCOUNTER_STARTED        bpfCounter = 5
+	bpfCounterCOUNTER_COMPLETED      bpfCounter = 6
+	bpfCounterCOUNTER_MAX            bpfCounter = 7
 )
 
 type bpfEvent struct {
@@ -76,6 +78,13 @@ const (
 	bpfEventFlagEVENT_ENTERED      bpfEventFlag = 64
 	bpfEventFlagEVENT_ENTRY_MISSED bpfEventFlag = 128
 )
+
+type bpfRequest struct {
+	_      structs.HostLayout
+	Ev     bpfEvent
+	Active uint8
+	_      [7]byte
+}
 
 type bpfRuntimeOffsets struct {
 	_              structs.HostLayout

@@ -102,8 +102,9 @@ type FeatureError struct {
 }
 
 func (e *FeatureError) Error() string {
-	return fmt.Sprintf("kernel lacks %s: %v (the eBPF backend needs Linux 5.8+ with BPF ring "+
-		"buffers and the uprobe PMU): %v", e.Feature, ErrUnsupported, e.Err)
+	return fmt.Sprintf("kernel lacks %s: %v (the eBPF backend needs Linux 5.11+ with BPF ring "+
+		"buffers, task-local storage and the uprobe PMU; --backend ptrace does not): %v",
+		e.Feature, ErrUnsupported, e.Err)
 }
 
 // Unwrap returns the failed feature probe.

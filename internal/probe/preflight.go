@@ -10,6 +10,7 @@ import (
 	"syscall"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/features"
 	"github.com/preempttrace/preempttrace/internal/target"
 )
@@ -40,6 +41,19 @@ func Preflight() error {
 			return denied(err)
 		}
 		return &FeatureError{Feature: "BPF ring buffer maps", Err: err}
+	}
+	// The request slots are task-local storage, reached through the BTF-typed current task.
+	if err := features.HaveMapType(ebpf.TaskStorage); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return denied(err)
+		}
+		return &FeatureError{Feature: "BPF task-local storage", Err: err}
+	}
+	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetCurrentTaskBtf); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return denied(err)
+		}
+		return &FeatureError{Feature: "bpf_get_current_task_btf (kernel BTF)", Err: err}
 	}
 
 	// cilium/ebpf falls back to tracefs without the PMU; either is enough.

@@ -451,12 +451,15 @@ func (t *Tracer) Close() error {
 // requests are in flight now.
 func (t *Tracer) Counters() (Counters, error) {
 	var c Counters
+	var started, completed uint64
 	fields := map[bpfCounter]*uint64{
 		bpfCounterCOUNTER_RINGBUF_FULL:   &c.RingFull,
-		bpfCounterCOUNTER_INFLIGHT_FULL:  &c.InflightFull,
+		bpfCounterCOUNTER_NO_SLOT:        &c.NoSlot,
 		bpfCounterCOUNTER_VERDICT_ORPHAN: &c.VerdictOrphan,
 		bpfCounterCOUNTER_LATE:           &c.Late,
 		bpfCounterCOUNTER_ACCEPTED_FULL:  &c.AcceptedFull,
+		bpfCounterCOUNTER_STARTED:        &started,
+		bpfCounterCOUNTER_COMPLETED:      &completed,
 	}
 	for idx, dst := range fields {
 		var perCPU []uint64
@@ -468,14 +471,10 @@ func (t *Tracer) Counters() (Counters, error) {
 		}
 	}
 
-	var tid uint32
-	var ev Event
-	it := t.objs.Inflight.Iterate()
-	for it.Next(&tid, &ev) {
-		c.InFlight++
-	}
-	if err := it.Err(); err != nil {
-		return c, fmt.Errorf("count requests in flight: %w", err)
+	// Task-local storage cannot be listed from user space, so the probes count instead.
+	// Per-CPU sums read one CPU after another may be a request apart while probes run.
+	if started > completed {
+		c.InFlight = started - completed
 	}
 	return c, nil
 }
@@ -521,12 +520,12 @@ func (t *Tracer) ProgramCosts() ([]ProgramCost, error) {
 type Counters struct {
 	// RingFull counts events dropped because the ring buffer was full.
 	RingFull uint64
-	// InflightFull counts requests dropped because more threads than the in-flight map
-	// holds were in the signal handler at once.
-	InflightFull uint64
+	// NoSlot counts requests dropped because the kernel had no memory for the thread's
+	// request slot.
+	NoSlot uint64
 	// VerdictOrphan counts verdicts seen without their entry. That happens to a request
 	// whose SIGURG arrived in the instant before the entry probe went live, which is not
-	// part of the trace, and to one InflightFull already counts; so it is no loss of its
+	// part of the trace, and to one NoSlot already counts; so it is no loss of its
 	// own, and Lost leaves it out.
 	VerdictOrphan uint64
 	// Late counts events completed by the next request of their thread instead of the
@@ -541,7 +540,7 @@ type Counters struct {
 }
 
 // Lost returns the number of requests that will never be read.
-func (c Counters) Lost() uint64 { return c.RingFull + c.InflightFull }
+func (c Counters) Lost() uint64 { return c.RingFull + c.NoSlot }
 
 func boolByte(b bool) uint8 {
 	if b {
