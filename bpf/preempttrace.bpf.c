@@ -60,6 +60,7 @@ volatile const struct runtime_offsets cfg_offsets = {
 	.p_status = -1,
 	.g_window = -1,
 	.m_window = -1,
+	.g_secret = -1,
 };
 
 /* How doSigPreempt and isAsyncSafePoint pass values; the register ABI unless the loader says. */
@@ -207,7 +208,7 @@ finish(struct request *r)
 
 /* submit sends a completed copy of req to user space, or counts it as lost. */
 static __always_inline void
-submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u8 flags, __u64 now)
+submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u16 flags, __u64 now)
 {
 	struct event *e = reserve();
 
@@ -224,7 +225,7 @@ submit(const struct event *req, __u8 verdict, __u64 resume_pc, __u8 flags, __u64
 
 /* submit_as_is sends a copy of an event completed before, adding flags. */
 static __always_inline void
-submit_as_is(const struct event *done, __u8 flags)
+submit_as_is(const struct event *done, __u16 flags)
 {
 	struct event *e = reserve();
 
@@ -361,6 +362,11 @@ read_state(struct event *e, __u64 gp)
 		e->flags |= EVENT_CURG_STATUS;
 	else
 		e->curg_status = 0;
+
+	if (read_at(&e->secret, sizeof(e->secret), gp, cfg_offsets.g_secret))
+		e->flags |= EVENT_SECRET;
+	else
+		e->secret = 0;
 }
 
 /*

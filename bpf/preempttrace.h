@@ -61,6 +61,8 @@ enum event_flag {
 	 * EVENT_ENTERED was not watched, or tracing stopped first.
 	 */
 	EVENT_ENTRY_MISSED = 1 << 7,
+	/* secret holds gp.secret (builds with GOEXPERIMENT=runtimesecret only). */
+	EVENT_SECRET = 1 << 8,
 };
 
 /*
@@ -91,6 +93,8 @@ struct runtime_offsets {
 	__s32 p_status;
 	__s32 g_window;
 	__s32 m_window;
+	/* g.secret, known only in builds whose isAsyncSafePoint checks it. */
+	__s32 g_secret;
 };
 
 /*
@@ -173,9 +177,11 @@ struct event {
 	__u32 si_pid;
 	/* enum verdict. */
 	__u8 verdict;
+	__u8 _pad;
 	/* enum event_flag bits. */
-	__u8 flags;
-	__u8 _pad[6];
+	__u16 flags;
+	/* With EVENT_SECRET: gp.secret, non-zero inside runtime/secret.Do. */
+	__s32 secret;
 };
 
 #endif /* PREEMPTTRACE_H */

@@ -63,6 +63,9 @@ func thread(ev *Event) trace.Thread {
 	if ev.Has(EventCurgStatus) {
 		th.CurGStatus, th.CurGStatusKnown = ev.CurgStatus, true
 	}
+	if ev.Has(EventSecret) {
+		th.Secret, th.SecretKnown = ev.Secret, true
+	}
 	return th
 }
 

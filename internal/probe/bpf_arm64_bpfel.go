@@ -62,8 +62,9 @@ type bpfEvent struct {
 	SiCode        int32
 	SiPid         uint32
 	Verdict       uint8
-	Flags         uint8
-	Pad           [6]uint8
+	Pad           uint8
+	Flags         uint16
+	Secret        int32
 }
 
 type bpfEventFlag uint32
@@ -77,6 +78,7 @@ const (
 	bpfEventFlagEVENT_CURG_STATUS  bpfEventFlag = 32
 	bpfEventFlagEVENT_ENTERED      bpfEventFlag = 64
 	bpfEventFlagEVENT_ENTRY_MISSED bpfEventFlag = 128
+	bpfEventFlagEVENT_SECRET       bpfEventFlag = 256
 )
 
 type bpfRequest struct {
@@ -99,6 +101,7 @@ type bpfRuntimeOffsets struct {
 	P_status       int32
 	G_window       int32
 	M_window       int32
+	G_secret       int32
 }
 
 type bpfStateWindow uint32

@@ -537,3 +537,47 @@ func TestAttachOtherBuild(t *testing.T) {
 	}
 	t.Logf("refused: %v", err)
 }
+
+// TestAttachSecret traces the ordinary loop run inside runtime/secret.Do, in a build with
+// GOEXPERIMENT=runtimesecret: every PC there is a safe point, yet the runtime refuses each
+// request because gp.secret is set. The probe must read gp.secret so that the decoder
+// gives that reason, not "unknown", and agrees with the runtime.
+func TestAttachSecret(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Secret)
+
+	run := traceSpin(t, bin, "secret", false, 4*time.Second, 1500*time.Millisecond)
+	run.checkCommon(t, true)
+	run.checkDecoded(t)
+
+	rules, err := safepoint.For(run.f.Version())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := trace.NewDecoder(run.f, rules, run.bias)
+	in := run.inFunc(t, "main.plainSpin")
+	t.Logf("main.plainSpin: %d of %d events: %s", len(in), len(run.events), verdicts(in))
+	refused := 0
+	for i := range in {
+		ev := &in[i]
+		switch ev.RuntimeVerdict() {
+		case probe.VerdictNotWanted:
+			continue
+		case probe.VerdictRefused:
+		default:
+			t.Fatalf("pc %#x inside secret.Do: verdict %s, want refused", ev.Pc-run.bias,
+				ev.RuntimeVerdict())
+		}
+		refused++
+		if !ev.Has(probe.EventSecret) || ev.Secret <= 0 {
+			t.Errorf("pc %#x: gp.secret known=%v value %d, want a positive one",
+				ev.Pc-run.bias, ev.Has(probe.EventSecret), ev.Secret)
+		}
+		if rec := d.Decode(run.tracer.Attempt(ev)); rec.Reason != safepoint.Secret {
+			t.Errorf("pc %#x: reason %s, want secret", ev.Pc-run.bias, rec.Reason)
+		}
+	}
+	if refused == 0 {
+		t.Fatalf("no refused attempt inside secret.Do; all: %s", verdicts(run.events))
+	}
+}

@@ -69,6 +69,8 @@ const (
 	// EventEntryMissed means the accepted goroutine was watched for but not seen entering
 	// asyncPreempt before its thread's next accepted request.
 	EventEntryMissed = bpfEventFlagEVENT_ENTRY_MISSED
+	// EventSecret means Secret holds gp.secret.
+	EventSecret = bpfEventFlagEVENT_SECRET
 )
 
 // siTkill is the si_code of a signal sent with tgkill(2), as the runtime sends its

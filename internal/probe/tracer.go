@@ -560,13 +560,13 @@ func bpfOffsets(o *target.StateOffsets) bpfRuntimeOffsets {
 	if o == nil {
 		return bpfRuntimeOffsets{G_m: -1, G_stackLo: -1, G_atomicstatus: -1, M_curg: -1,
 			M_locks: -1, M_mallocing: -1, M_preemptoff: -1, M_p: -1, P_status: -1,
-			G_window: -1, M_window: -1}
+			G_window: -1, M_window: -1, G_secret: -1}
 	}
 
 	// The length of m.preemptoff is the string's second word.
 	return bpfRuntimeOffsets{G_m: o.GM, G_stackLo: o.GStackLo, G_atomicstatus: o.GAtomicstatus,
 		M_curg: o.MCurg, M_locks: o.MLocks, M_mallocing: o.MMallocing,
-		M_preemptoff: o.MPreemptoff, M_p: o.MP, P_status: o.PStatus,
+		M_preemptoff: o.MPreemptoff, M_p: o.MP, P_status: o.PStatus, G_secret: o.GSecret,
 		G_window: stateWindow(member{o.GStackLo, 8}, member{o.GM, 8}),
 		M_window: stateWindow(member{o.MCurg, 8}, member{o.MLocks, 4},
 			member{o.MMallocing, 4}, member{o.MPreemptoff + 8, 8}, member{o.MP, 8}),

@@ -238,3 +238,23 @@ func TestTraceVariants(t *testing.T) {
 		})
 	}
 }
+
+// TestTraceSecret traces the ordinary loop run inside runtime/secret.Do, in a build with
+// GOEXPERIMENT=runtimesecret: the runtime refuses every request there because gp.secret
+// is set, and the decoder can say so only if the backend read it.
+func TestTraceSecret(t *testing.T) {
+	testutil.RequirePtrace(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Secret)
+
+	run := traceSpin(t, bin, "secret", 3*time.Second, 1500*time.Millisecond)
+	run.checkCommon(t)
+	got := run.byFunc()["main.plainSpin"]
+	if got[safepoint.Secret] == 0 {
+		t.Errorf("main.plainSpin inside secret.Do: no attempt with reason secret; got %v", got)
+	}
+	for reason, n := range got {
+		if reason != safepoint.Secret && reason != safepoint.NotWanted {
+			t.Errorf("main.plainSpin inside secret.Do: %d attempts with reason %s", n, reason)
+		}
+	}
+}

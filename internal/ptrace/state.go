@@ -70,6 +70,9 @@ func newStateReader(pid int, tlsOff int64, tlsKnown bool, goid target.GoidOffset
 			gFields = append(gFields, field{int64(st.GAtomicstatus), 4},
 				field{int64(st.GPreempt), 1})
 		}
+		if st.GSecret >= 0 {
+			gFields = append(gFields, field{int64(st.GSecret), 4})
+		}
 		r.mSpan = spanOf(field{int64(st.MCurg), 8}, field{int64(st.MLocks), 4},
 			field{int64(st.MMallocing), 4}, field{int64(st.MPreemptoff), 16},
 			field{int64(st.MP), 8})
@@ -114,6 +117,10 @@ func (r *stateReader) fill(a *trace.Attempt, threadPointer uint64) (failed int) 
 
 	th := trace.Thread{G: g, M: binary.LittleEndian.Uint64(gAt(r.st.GM, 8)),
 		StackLo: binary.LittleEndian.Uint64(gAt(r.st.GStackLo, 8))}
+	if r.st.GSecret >= 0 {
+		th.Secret = int32(binary.LittleEndian.Uint32(gAt(r.st.GSecret, 4)))
+		th.SecretKnown = true
+	}
 	if th.M == 0 {
 		return 0
 	}

@@ -109,7 +109,7 @@ func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error)
 		return RuntimeOffsets{}, fmt.Errorf("read runtime.g from DWARF of %s: %w", path, err)
 	}
 	return RuntimeOffsets{Goid: GoidOffset{Offset: off, Source: GoidFromDWARF},
-		State: stateOffsets(types)}, nil
+		State: stateOffsets(types, v)}, nil
 }
 
 // typeDWARF reads only the DWARF sections that describe types. The line,

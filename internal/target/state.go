@@ -27,7 +27,16 @@ type StateOffsets struct {
 	// preempted (wantAsyncPreempt), which a backend that cannot see the runtime's
 	// decision needs to know.
 	GPreempt, PPreempt int32
+
+	// GSecret is g.secret, which isAsyncSafePoint checks only in builds with
+	// GOEXPERIMENT=runtimesecret (Go 1.26+); -1 in every other build, where reading it
+	// would be wasted.
+	GSecret int32
 }
+
+// secretExperiment is the GOEXPERIMENT that compiles the g.secret check into
+// isAsyncSafePoint (runtime/preempt.go, Go 1.26+).
+const secretExperiment = "runtimesecret"
 
 // stateByRelease is StateOffsets by Go minor release for amd64 builds with that release's
 // default GOEXPERIMENT settings, for binaries without DWARF. Every row was read from the
@@ -64,6 +73,7 @@ func stateFromTable(v symtab.GoVersion, machine elf.Machine) *StateOffsets {
 	if !ok || len(v.Experiments) != 0 || machine != elf.EM_X86_64 {
 		return nil
 	}
+	row.GSecret = -1 // default experiments: the check is not compiled in
 	return &row
 }
 
@@ -97,9 +107,10 @@ var optionalMembers = []stateMember{
 }
 
 // stateOffsets returns the offsets of stateMembers in types, or nil when one is missing or
-// not of the expected size.
-func stateOffsets(types map[string]*dwarf.StructType) *StateOffsets {
-	o := &StateOffsets{GAtomicstatus: -1, GPreempt: -1, PPreempt: -1}
+// not of the expected size. g.secret is read only for a build whose isAsyncSafePoint
+// checks it.
+func stateOffsets(types map[string]*dwarf.StructType, v symtab.GoVersion) *StateOffsets {
+	o := &StateOffsets{GAtomicstatus: -1, GPreempt: -1, PPreempt: -1, GSecret: -1}
 	for _, m := range stateMembers {
 		off, ok := memberOffset(types[m.typ], m.path, m.size)
 		if !ok {
@@ -111,6 +122,11 @@ func stateOffsets(types map[string]*dwarf.StructType) *StateOffsets {
 	for _, m := range optionalMembers {
 		if off, ok := memberOffset(types[m.typ], m.path, m.size); ok {
 			*m.dst(o) = off
+		}
+	}
+	if v.HasExperiment(secretExperiment) {
+		if off, ok := memberOffset(types["runtime.g"], "secret", 4); ok {
+			o.GSecret = off
 		}
 	}
 	return o

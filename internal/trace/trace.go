@@ -137,6 +137,11 @@ type Thread struct {
 	GStatus            uint32
 	GPreempt, PPreempt bool
 	WantKnown          bool
+
+	// Secret is gp.secret, non-zero inside runtime/secret.Do, when SecretKnown: only in
+	// builds with GOEXPERIMENT=runtimesecret, whose isAsyncSafePoint checks it.
+	Secret      int32
+	SecretKnown bool
 }
 
 // wantsPreemption is wantAsyncPreempt(gp) (runtime/preempt.go): a request is pending on
@@ -249,6 +254,9 @@ func (d *Decoder) state(a Attempt) safepoint.State {
 	st.MPreemptible = d.mPreemptible(th)
 	if a.RegsKnown && d.stackNeed != 0 {
 		st.StackRoom = tri(a.SP >= th.StackLo && a.SP-th.StackLo >= d.stackNeed)
+	}
+	if th.SecretKnown {
+		st.InSecret = tri(th.Secret > 0)
 	}
 	return st
 }
