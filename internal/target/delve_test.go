@@ -29,23 +29,27 @@ func (m runtimeMember) String() string {
 }
 
 // delveStateMembers maps each member of target.StateOffsets to the runtime member it
-// holds the offset of. Optional members may be -1 in a StateOffsets that is not nil.
+// holds the offset of. Optional members may be -1 in a StateOffsets that is not nil; one
+// with an experiment is read only from builds with that GOEXPERIMENT, and is -1 in others
+// whatever their DWARF says.
 var delveStateMembers = []struct {
-	field    string
-	member   runtimeMember
-	optional bool
+	field      string
+	member     runtimeMember
+	optional   bool
+	experiment string
 }{
-	{"GM", runtimeMember{"runtime.g", "m"}, false},
-	{"GStackLo", runtimeMember{"runtime.g", "stack.lo"}, false},
-	{"GAtomicstatus", runtimeMember{"runtime.g", "atomicstatus"}, true},
-	{"MCurg", runtimeMember{"runtime.m", "curg"}, false},
-	{"MLocks", runtimeMember{"runtime.m", "locks"}, false},
-	{"MMallocing", runtimeMember{"runtime.m", "mallocing"}, false},
-	{"MPreemptoff", runtimeMember{"runtime.m", "preemptoff"}, false},
-	{"MP", runtimeMember{"runtime.m", "p"}, false},
-	{"PStatus", runtimeMember{"runtime.p", "status"}, false},
-	{"GPreempt", runtimeMember{"runtime.g", "preempt"}, true},
-	{"PPreempt", runtimeMember{"runtime.p", "preempt"}, true},
+	{"GM", runtimeMember{"runtime.g", "m"}, false, ""},
+	{"GStackLo", runtimeMember{"runtime.g", "stack.lo"}, false, ""},
+	{"GAtomicstatus", runtimeMember{"runtime.g", "atomicstatus"}, true, ""},
+	{"MCurg", runtimeMember{"runtime.m", "curg"}, false, ""},
+	{"MLocks", runtimeMember{"runtime.m", "locks"}, false, ""},
+	{"MMallocing", runtimeMember{"runtime.m", "mallocing"}, false, ""},
+	{"MPreemptoff", runtimeMember{"runtime.m", "preemptoff"}, false, ""},
+	{"MP", runtimeMember{"runtime.m", "p"}, false, ""},
+	{"PStatus", runtimeMember{"runtime.p", "status"}, false, ""},
+	{"GPreempt", runtimeMember{"runtime.g", "preempt"}, true, ""},
+	{"PPreempt", runtimeMember{"runtime.p", "preempt"}, true, ""},
+	{"GSecret", runtimeMember{"runtime.g", "secret"}, true, "runtimesecret"},
 }
 
 // goidRuntimeMember is the member target.GoidOffset locates.
@@ -86,6 +90,17 @@ func TestDelveRuntimeOffsets(t *testing.T) {
 			tally(c.Name(), compareWithDelve(t, bin, v))
 		})
 	}
+
+	// The only build whose g.secret is read, which Matrix leaves out.
+	secret := fixture.Case{Toolchain: fixture.Current(t), Variant: fixture.Secret}
+	t.Run(secret.Name(), func(t *testing.T) {
+		bin, v := buildVersion(t, secret)
+		ours, err := target.FindRuntimeOffsets(bin, v)
+		if err != nil || ours.State == nil || ours.State.GSecret < 0 {
+			t.Fatalf("%s: g.secret not found: %v, %+v", secret.Name(), err, ours.State)
+		}
+		tally(secret.Name(), compareWithDelve(t, bin, v))
+	})
 
 	for _, b := range fixture.Registry(t) {
 		name := "registry/" + b.ID
@@ -133,7 +148,7 @@ func compareWithDelve(t *testing.T, path string, v symtab.GoVersion) bool {
 	bin := filepath.Base(path)
 
 	compareGoid(t, bin, ours.Goid, theirs)
-	compareState(t, bin, ours.State, theirs)
+	compareState(t, bin, v, ours.State, theirs)
 	if ours.State != nil {
 		t.Logf("goid %d, %+v", ours.Goid.Offset, *ours.State)
 	}
@@ -167,7 +182,7 @@ func compareGoid(t *testing.T, bin string, ours target.GoidOffset,
 // compareState checks each member of the thread state. A nil state is an error when delve
 // finds every required member, because the probes then go without a check they could
 // have made.
-func compareState(t *testing.T, bin string, ours *target.StateOffsets,
+func compareState(t *testing.T, bin string, v symtab.GoVersion, ours *target.StateOffsets,
 	theirs map[runtimeMember]delveMember) {
 	t.Helper()
 
@@ -184,6 +199,11 @@ func compareState(t *testing.T, bin string, ours *target.StateOffsets,
 		got := fields.FieldByName(m.field).Int()
 		want, ok := theirs[m.member]
 		switch {
+		case m.experiment != "" && !v.HasExperiment(m.experiment):
+			if got != -1 {
+				t.Errorf("%s: %s: ours %d in a build without %s, want -1", bin, m.field, got,
+					m.experiment)
+			}
 		case !ok && got == -1 && m.optional:
 			// Neither knows it.
 		case !ok:
