@@ -20,8 +20,9 @@
  * Each probe sits on an instruction the kernel emulates near that point; the loader chooses it
  * (internal/probe/placement.go). A request is kept in its thread's slot of the inflight map
  * (task-local storage) from the first probe to the second or the third, so each SIGURG gives
- * one event with the interrupted PC, the runtime's verdict and the resume PC. When the fourth probe is attached, an accepted
- * request waits in the accepted map until its goroutine enters asyncPreempt, which confirms it.
+ * one event with the interrupted PC, the runtime's verdict and the resume PC. When the fourth
+ * probe is attached, an accepted request waits in the accepted map until its goroutine enters
+ * asyncPreempt, which confirms it.
  * The programs only read the target's memory.
  */
 
@@ -141,8 +142,13 @@ count(__u32 which)
 {
 	__u64 *n = bpf_map_lookup_elem(&counters, &which);
 
+	/*
+	 * Atomic although per CPU: uprobe programs run with only migration disabled, so another
+	 * task may run one on this CPU in between, and a lost increment of COUNTER_COMPLETED
+	 * would show a request in flight that is not.
+	 */
 	if (n)
-		*n += 1;
+		__sync_fetch_and_add(n, 1);
 }
 
 /*
@@ -243,6 +249,9 @@ read_at(void *dst, __u32 size, __u64 addr, __s32 off)
 {
 	return addr && off >= 0 && !bpf_probe_read_user(dst, size, (const void *)(addr + off));
 }
+
+_Static_assert((STATE_WINDOW & (STATE_WINDOW - 1)) == 0,
+	       "window_at masks offsets with STATE_WINDOW - 1");
 
 /* A copy of STATE_WINDOW bytes of one struct, from its offset start on. */
 struct window {
@@ -612,9 +621,12 @@ preempttrace_entered(struct pt_regs *ctx)
 	if (!req)
 		return 0;
 
-	req->entered_ns = bpf_ktime_get_ns();
-	if (read_stack_word(&req->entered_ret, GO_SP(ctx), 0))
+	if (read_stack_word(&req->entered_ret, GO_SP(ctx), 0)) {
+		req->entered_ns = bpf_ktime_get_ns();
 		req->flags |= EVENT_ENTERED;
+	} else {
+		req->entered_ret = 0;
+	}
 	submit_as_is(req, 0);
 	bpf_map_delete_elem(&accepted, &tid);
 	return 0;

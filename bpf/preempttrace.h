@@ -118,7 +118,12 @@ struct call_abi {
 enum counter {
 	/* bpf_ringbuf_reserve failed: the reader is too slow, the event is lost. */
 	COUNTER_RINGBUF_FULL = 0,
-	/* The kernel had no memory for a thread's request slot at doSigPreempt entry: lost. */
+	/*
+	 * bpf_task_storage_get gave no request slot at doSigPreempt entry: no memory for it or,
+	 * on kernels before 6.2, another task-storage call under way on the same CPU. The event
+	 * is lost. Before 6.2 the same can happen at the verdict probe; the handled probe then
+	 * reports a request the runtime did ask about as not wanted.
+	 */
 	COUNTER_NO_SLOT = 1,
 	/*
 	 * A verdict arrived for a thread with no request in flight: its SIGURG came just before

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/preempttrace/preempttrace/internal/probe"
 	"github.com/preempttrace/preempttrace/internal/ptrace"
@@ -118,7 +119,11 @@ func (b ebpfBackend) losses() (report.Totals, error) {
 func (b ebpfBackend) notes() []string {
 	var out []string
 	for _, why := range b.tr.Plan().Missing {
-		out = append(out, "probe left out, runtime verdicts partly unknown: "+why)
+		effect := "runtime verdicts partly unknown"
+		if strings.HasPrefix(why, string(probe.SiteEntered)+":") {
+			effect = "accepted attempts not confirmed"
+		}
+		out = append(out, "probe left out, "+effect+": "+why)
 	}
 	return out
 }

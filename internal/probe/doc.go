@@ -51,5 +51,5 @@
 // Nothing is dropped silently: Counters reports events lost to a full ring buffer or to a
 // request slot the kernel could not allocate, and verdicts seen without their entry, and
 // Event flags say which fields are unknown. Each thread's request in flight lives in
-// task-local storage, which needs Linux 5.11 and kernel BTF; Preflight checks for both.
+// task-local storage, which needs Linux 5.12 and kernel BTF; Preflight checks for both.
 package probe

@@ -102,7 +102,7 @@ type FeatureError struct {
 }
 
 func (e *FeatureError) Error() string {
-	return fmt.Sprintf("kernel lacks %s: %v (the eBPF backend needs Linux 5.11+ with BPF ring "+
+	return fmt.Sprintf("kernel lacks %s: %v (the eBPF backend needs Linux 5.12+ with BPF ring "+
 		"buffers, task-local storage and the uprobe PMU; --backend ptrace does not): %v",
 		e.Feature, ErrUnsupported, e.Err)
 }

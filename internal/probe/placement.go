@@ -348,8 +348,8 @@ func walk(f *symtab.File, dec decoder, addr uint64, code []byte, keep keepFunc, 
 
 	why := what
 	if skipped > 0 {
-		why = fmt.Sprintf("%s, %d instruction(s) after the %s, which change none of the "+
-			"registers read there", chosen.text, skipped, what)
+		why = fmt.Sprintf("%s, %d instruction(s) after the %s, which leave what the probe "+
+			"reads alone", chosen.text, skipped, what)
 	} else if chosen.emulated {
 		why = fmt.Sprintf("%s: the %s", chosen.text, what)
 	} else {

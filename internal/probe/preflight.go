@@ -49,11 +49,21 @@ func Preflight() error {
 		}
 		return &FeatureError{Feature: "BPF task-local storage", Err: err}
 	}
-	if err := features.HaveProgramHelper(ebpf.Kprobe, asm.FnGetCurrentTaskBtf); err != nil {
-		if errors.Is(err, os.ErrPermission) {
-			return denied(err)
+	// Linux 5.11 has the map type for security programs only; uprobes get it in 5.12.
+	helpers := []struct {
+		fn   asm.BuiltinFunc
+		name string
+	}{
+		{asm.FnTaskStorageGet, "bpf_task_storage_get for uprobes"},
+		{asm.FnGetCurrentTaskBtf, "bpf_get_current_task_btf (kernel BTF)"},
+	}
+	for _, h := range helpers {
+		if err := features.HaveProgramHelper(ebpf.Kprobe, h.fn); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return denied(err)
+			}
+			return &FeatureError{Feature: h.name, Err: err}
 		}
-		return &FeatureError{Feature: "bpf_get_current_task_btf (kernel BTF)", Err: err}
 	}
 
 	// cilium/ebpf falls back to tracefs without the PMU; either is enough.

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -119,6 +121,9 @@ func Attach(opts Options) (*Tracer, error) {
 	// The plan says where the probes sit, so a site not asked for leaves it.
 	if !opts.ConfirmAccepted {
 		plan.Entered = nil
+		plan.Missing = slices.DeleteFunc(plan.Missing, func(m string) bool {
+			return strings.HasPrefix(m, string(SiteEntered)+":")
+		})
 	}
 	t := &Tracer{plan: plan, clock: clock, latency: opts.Latency,
 		confirming: plan.Entered != nil}
@@ -163,6 +168,11 @@ func (t *Tracer) load(opts Options) error {
 		ring = opts.RingBytes
 	}
 	spec.Maps[bpfMapEvents].MaxEntries = ring
+
+	// The accepted map is preallocated: without the entered probe it holds nothing.
+	if !t.confirming {
+		spec.Maps[bpfMapAccepted].MaxEntries = 1
+	}
 
 	ns, err := ownPIDNamespace()
 	if err != nil {
@@ -284,8 +294,10 @@ var ErrOtherBuild = errors.New("not the same build")
 func (t *Tracer) Plan() *Plan { return t.plan }
 
 // Read blocks until the next event arrives, at most Options.Latency after the probe sent
-// it. After Stop it returns the events still in the ring and then ErrStopped; after Close it
-// returns ErrClosed; past the time set with SetDeadline it returns os.ErrDeadlineExceeded.
+// it. After Stop it returns the events still in the ring, then those of accepted requests
+// still waiting for asyncPreempt's entry (Options.ConfirmAccepted), and then ErrStopped;
+// after Close it returns ErrClosed; past the time set with SetDeadline it returns
+// os.ErrDeadlineExceeded.
 // Read must not be called from two goroutines at once.
 func (t *Tracer) Read() (Event, error) {
 	var ev Event
@@ -328,6 +340,13 @@ func (t *Tracer) takeWaiting() error {
 	t.drained = true
 	if !t.confirming {
 		return nil
+	}
+
+	// Close frees the map; hold it off while the map is read.
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return ErrClosed
 	}
 
 	var tid uint32

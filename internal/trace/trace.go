@@ -342,15 +342,20 @@ func (d *Decoder) Decode(a Attempt) Record {
 		r.Mismatch, r.Why = true, "runtime accepted, decoder refused ("+r.Predicted.Reason.String()+")"
 	case a.Runtime == RuntimeAccepted && a.ResumePC != predictedResume:
 		r.Mismatch, r.Why = true, "resume pc differs from the decoder's"
-	case a.Runtime == RuntimeAccepted && a.Entry == EntrySeen && a.EntryReturn != a.ResumePC:
-		r.Mismatch = true
-		r.Why = fmt.Sprintf("asyncPreempt returns to %#x, not to the resume pc", a.EntryReturn)
+
 	case a.Runtime == RuntimeRefused && r.Predicted.Accepted():
 		if r.Predicted.StateUnchecked {
 			r.Reason = safepoint.Unknown // a thread-state rule this backend cannot see
 		} else {
 			r.Mismatch, r.Why = true, "runtime refused, decoder accepted"
 		}
+	}
+
+	// Two observations of the runtime, which must agree whatever the decoder says.
+	if !r.Mismatch && a.Runtime == RuntimeAccepted && a.Entry == EntrySeen &&
+		a.EntryReturn != a.ResumePC {
+		r.Mismatch = true
+		r.Why = fmt.Sprintf("asyncPreempt returns to %#x, not to the resume pc", a.EntryReturn)
 	}
 	return r
 }
