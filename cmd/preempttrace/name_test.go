@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,7 +48,8 @@ func TestTraceByName(t *testing.T) {
 		t.Errorf("no such process: exit %d, stderr %q", res.code, res.stderr)
 	}
 
-	first := startSpinBinary(t, bin, "nosplit", 3*time.Second)
+	// Long enough to still run when the second one starts, on a loaded machine too.
+	first := startSpinBinary(t, bin, "nosplit", 6*time.Second)
 	res = runCLI(t, "--name", name, "--duration", "1s", "-o", "json")
 	if res.code != 0 {
 		t.Fatalf("exit %d: %s", res.code, res.stderr)
@@ -59,8 +61,9 @@ func TestTraceByName(t *testing.T) {
 	second := startSpinBinary(t, bin, "nosplit", time.Second)
 	res = runCLI(t, "--name", name)
 	pids := []string{first.pid(), second.pid()}
-	if res.code != 1 || !strings.Contains(res.stderr, pids[0]) ||
-		!strings.Contains(res.stderr, pids[1]) {
+	both := regexp.MustCompile(`\(pids (` + pids[0] + `, ` + pids[1] + `|` + pids[1] + `, ` +
+		pids[0] + `)\)`)
+	if res.code != 1 || !both.MatchString(res.stderr) {
 		t.Errorf("two processes: exit %d, stderr %q, want both of %v", res.code, res.stderr,
 			pids)
 	}

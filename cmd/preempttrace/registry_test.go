@@ -109,11 +109,14 @@ func traceMinify(t *testing.T, esbuild, input string, args ...string) {
 	}
 
 	// With --verify the eBPF backend also watches each accepted goroutine enter
-	// asyncPreempt; only those under way when the trace ended may go unseen.
+	// asyncPreempt; only those under way when the trace ended may go unseen. Some attempt
+	// must have been accepted (every run here has a few dozen), or a verdict read that
+	// always says "refused" would pass: the decoder calls those refusals unknown, not
+	// mismatches, where it lacks the thread state.
 	if sum.Backend == "ebpf" {
 		t.Logf("accepted %d, seen entering asyncPreempt %d, missed %d", sum.Accepted,
 			sum.Entered, sum.Missed)
-		if sum.Missed != 0 || sum.Accepted > 0 && sum.Entered == 0 {
+		if sum.Accepted == 0 || sum.Missed != 0 || sum.Entered+2 < sum.Accepted {
 			t.Errorf("asyncPreempt entries: %d seen, %d missed of %d accepted", sum.Entered,
 				sum.Missed, sum.Accepted)
 		}

@@ -20,8 +20,8 @@ import (
 )
 
 // denyBPFEnv names the environment variable that makes the test binary a launcher: it
-// installs a seccomp filter failing every bpf(2) with EPERM, as container runtimes' default
-// profiles do, then executes the command line it was given in its place.
+// installs a seccomp filter failing every bpf(2) with EPERM, as a hardened container
+// profile may, then executes the command line it was given in its place.
 const denyBPFEnv = "PREEMPTTRACE_TEST_DENY_BPF_EXEC"
 
 // runDeniedBPFLauncher runs the launcher when the environment asks for it and never returns
@@ -98,7 +98,7 @@ func runDeniedBPF(t *testing.T, args ...string) result {
 }
 
 // TestSeccompDeniesBPF runs the CLI as root under a seccomp profile that forbids bpf(2), as
-// a container runtime's default profile does: the eBPF backend must say in one line that
+// a hardened container profile may: the eBPF backend must say in one line that
 // the kernel refused although CAP_SYS_ADMIN is held, and what to use instead, not that the
 // kernel lacks a feature; auto must fall back to ptrace and trace.
 func TestSeccompDeniesBPF(t *testing.T) {
