@@ -174,6 +174,8 @@ func stateNote(o target.RuntimeOffsets) string {
 		return ", thread state unknown (no DWARF)"
 	case o.StateFromTable:
 		return ", thread state at the release's default offsets (no DWARF)"
+	case o.StateFromCode:
+		return ", thread state at offsets read from the runtime's code (no DWARF)"
 	}
 	return ""
 }

@@ -43,8 +43,8 @@
 // target.FindRuntimeOffsets reads where runtime.g, runtime.m and runtime.p keep the
 // goroutine id and the thread state isAsyncSafePoint checks from DWARF, else from
 // per-release tables that hold only for default GOEXPERIMENT settings and, for the state,
-// only for releases checked against a binary; otherwise events carry no goroutine id or
-// no state. arm64 targets get an UnsupportedError: their call sites are not found yet.
+// only for releases checked against a binary, and for the state last from
+// isAsyncSafePoint's machine code; otherwise events carry no goroutine id or no state. arm64 targets get an UnsupportedError: their call sites are not found yet.
 //
 // # Losses
 //

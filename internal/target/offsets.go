@@ -56,11 +56,13 @@ type RuntimeOffsets struct {
 	// Goid is where g keeps the goroutine id.
 	Goid GoidOffset
 
-	// State is where g, m and p keep the thread state isAsyncSafePoint checks; nil when
-	// neither the target's DWARF nor a checked row of the release table (stateByRelease)
-	// gives all of it. StateFromTable says it came from the table.
+	// State is where g, m and p keep the thread state isAsyncSafePoint checks: from the
+	// target's DWARF, else a checked row of the release table (stateByRelease), else the
+	// target's own machine code (amd64); nil when none gives all of it. StateFromTable and
+	// StateFromCode say which of the fallbacks gave it.
 	State          *StateOffsets
 	StateFromTable bool
+	StateFromCode  bool
 }
 
 // FindGoidOffset returns where g.goid is in the executable at path, built by release v
@@ -89,7 +91,7 @@ func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error)
 
 	// Linking with -w or stripping removes the section.
 	if f.Section(".debug_info") == nil && f.Section(".zdebug_info") == nil {
-		return fromTables(v, f.Machine), nil
+		return withoutDWARF(path, v, f.Machine), nil
 	}
 	d, err := typeDWARF(f)
 	if err != nil {
@@ -98,7 +100,7 @@ func FindRuntimeOffsets(path string, v symtab.GoVersion) (RuntimeOffsets, error)
 
 	types, err := runtimeTypes(d)
 	if errors.Is(err, errNoRuntimeG) {
-		return fromTables(v, f.Machine), nil
+		return withoutDWARF(path, v, f.Machine), nil
 	}
 	if err != nil {
 		return RuntimeOffsets{}, fmt.Errorf("read runtime types from DWARF of %s: %w", path, err)
@@ -162,6 +164,24 @@ func typeDWARF(f *elf.File) (*dwarf.Data, error) {
 
 // fromTables returns the offsets of the release tables, for a binary without DWARF that
 // describes the runtime.
+// withoutDWARF returns the offsets of a binary whose DWARF does not describe the runtime:
+// the release tables', and for the state, where they have no row, what the machine code
+// of isAsyncSafePoint says.
+func withoutDWARF(path string, v symtab.GoVersion, machine elf.Machine) RuntimeOffsets {
+	o := fromTables(v, machine)
+	if o.State != nil {
+		return o
+	}
+	f, err := symtab.Open(path)
+	if err != nil {
+		return o // the caller decodes the same file and reports its errors
+	}
+	defer f.Close()
+	o.State = stateFromCode(f)
+	o.StateFromCode = o.State != nil
+	return o
+}
+
 func fromTables(v symtab.GoVersion, machine elf.Machine) RuntimeOffsets {
 	st := stateFromTable(v, machine)
 	return RuntimeOffsets{Goid: goidFromTable(v), State: st, StateFromTable: st != nil}
