@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/arch/x86/x86asm"
 
+	"github.com/preempttrace/preempttrace/internal/amd64"
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
@@ -190,27 +191,10 @@ func writesAMD64(inst x86asm.Inst) (regs []x86asm.Reg, memory, clobbersAll bool)
 		x86asm.NOT, x86asm.SETE, x86asm.SETNE:
 		switch dst := inst.Args[0].(type) {
 		case x86asm.Reg:
-			return []x86asm.Reg{reg64(dst)}, false, false
+			return []x86asm.Reg{amd64.Reg64(dst)}, false, false
 		case x86asm.Mem:
 			return nil, true, false
 		}
 	}
 	return nil, true, true
-}
-
-// reg64 returns the 64-bit register that contains r (AL, AX and EAX give RAX).
-func reg64(r x86asm.Reg) x86asm.Reg {
-	switch {
-	case r >= x86asm.AL && r <= x86asm.BL:
-		return x86asm.RAX + (r - x86asm.AL)
-	case r >= x86asm.AH && r <= x86asm.BH:
-		return x86asm.RAX + (r - x86asm.AH)
-	case r >= x86asm.SPB && r <= x86asm.R15B:
-		return x86asm.RSP + (r - x86asm.SPB)
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return x86asm.RAX + (r - x86asm.AX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return x86asm.RAX + (r - x86asm.EAX)
-	}
-	return r
 }

@@ -3,6 +3,7 @@ package target
 import (
 	"golang.org/x/arch/x86/x86asm"
 
+	"github.com/preempttrace/preempttrace/internal/amd64"
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
@@ -140,7 +141,7 @@ func (r *codeReader) step(inst x86asm.Inst) {
 	default:
 		// Whatever else writes a register ends what it held.
 		if dst, ok := inst.Args[0].(x86asm.Reg); ok {
-			delete(r.roles, reg64(dst))
+			delete(r.roles, amd64.Reg64(dst))
 		}
 	}
 }
@@ -151,7 +152,7 @@ func (r *codeReader) load(inst x86asm.Inst) {
 	if !ok {
 		return
 	}
-	dst = reg64(dst)
+	dst = amd64.Reg64(dst)
 	mem, ok := inst.Args[1].(x86asm.Mem)
 	if !ok || mem.Index != 0 || mem.Segment != 0 {
 		delete(r.roles, dst)
@@ -205,7 +206,7 @@ func (r *codeReader) compare(inst x86asm.Inst) {
 	imm, isImm := other.(x86asm.Imm)
 	reg, isReg := other.(x86asm.Reg)
 	switch {
-	case base == roleM && isReg && r.roles[reg64(reg)] == roleG:
+	case base == roleM && isReg && r.roles[amd64.Reg64(reg)] == roleG:
 		r.set(&r.st.MCurg, mem.Disp)
 	case base == roleM && isImm && imm == 0 && inst.MemBytes == 4 && !r.found[&r.st.MLocks]:
 		r.set(&r.st.MLocks, mem.Disp)
@@ -219,19 +220,4 @@ func (r *codeReader) compare(inst x86asm.Inst) {
 	case base == roleG && r.found[&r.st.PStatus]:
 		r.set(&r.st.GStackLo, mem.Disp)
 	}
-}
-
-// reg64 returns the 64-bit register that contains r.
-func reg64(r x86asm.Reg) x86asm.Reg {
-	switch {
-	case r >= x86asm.AX && r <= x86asm.R15W:
-		return x86asm.RAX + (r - x86asm.AX)
-	case r >= x86asm.EAX && r <= x86asm.R15L:
-		return x86asm.RAX + (r - x86asm.EAX)
-	case r >= x86asm.AL && r <= x86asm.BL:
-		return x86asm.RAX + (r - x86asm.AL)
-	case r >= x86asm.SPB && r <= x86asm.R15B:
-		return x86asm.RSP + (r - x86asm.SPB)
-	}
-	return r
 }
