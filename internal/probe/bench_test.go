@@ -10,9 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -31,18 +31,33 @@ import (
 // minSignals keeps a measurement long enough to average out scheduling noise.
 const minSignals = 20000
 
-// BenchmarkSIGURG measures what tracing adds to one SIGURG. The sigurg program sends itself
-// signals with tgkill; each passes through doSigPreempt, which finds no preemption wanted, so
-// the entry and handled probes fire (the verdict probe is not reached). Three runs of the same
-// length are compared in every iteration: untraced, with a bare uprobe (a program that only
-// returns) on the entry site, and with the full tracer and a reader draining its ring.
+// sigurgPaths are the two ways through doSigPreempt that the sigurg program's signals take.
+var sigurgPaths = []struct {
+	name string
+	args []string // sigurg's arguments before the count
+	want probe.Verdict
+}{
+	// Signals from Go code while no preemption is wanted: the entry and handled probes
+	// fire, the verdict probe is not reached.
+	{"not-wanted", nil, probe.VerdictNotWanted},
+	// Signals from assembly that sysmon wants preempted: the runtime asks
+	// isAsyncSafePoint and refuses, so all three probes fire, as for most attempts a live
+	// process gets.
+	{"refused", []string{"-wanted"}, probe.VerdictRefused},
+}
+
+// BenchmarkSIGURG measures what tracing adds to one SIGURG on each of sigurgPaths. The
+// sigurg program sends itself signals with tgkill. Three runs of the same length are compared
+// in every iteration: untraced, with a bare uprobe (a program that only returns) on the entry
+// site, and with the full tracer and a reader draining its ring.
 //
 // Metrics: ns/sigurg of each run, the µs the tracer adds per signal and the traced/untraced
-// ratio; events/sigurg checks that every signal gave exactly one event. bpf-ns/<site> is the
-// kernel's own count of the time each BPF program ran per hit, from a fourth run with BPF
-// statistics on (they cost a clock read or two per program run, so the timed runs go
-// without); the rest of what tracing adds is the traps. The standard ns/op counts all runs
-// and process start-up, and is not meaningful.
+// ratio; events/sigurg checks that every signal gave exactly one event, and <verdict>/event
+// that the runtime decided what the path is meant to exercise. bpf-ns/<site> is the kernel's
+// own count of the time each BPF program ran per hit, from a fourth run with BPF statistics
+// on (they cost a clock read or two per program run, so the timed runs go without); the rest
+// of what tracing adds is the traps. The standard ns/op counts all runs and process
+// start-up, and is not meaningful.
 func BenchmarkSIGURG(b *testing.B) {
 	testutil.RequireBPF(b)
 	bin := buildTestdata(b, "sigurg")
@@ -64,40 +79,52 @@ func BenchmarkSIGURG(b *testing.B) {
 	}
 	noop := noopProgram(b)
 
-	n := max(b.N, minSignals)
-	var untraced, bare, traced, events float64
-	progNs := map[probe.Site]float64{}
-	for i := 0; i < b.N; i += n {
-		untraced += runTimed(b, bin, n, nil)
-		bare += runTimed(b, bin, n, func(pid int) func() {
-			return attachNoop(b, bin, pid, noop, plan.Entry.FileOffset)
-		})
-		traced += runTimed(b, bin, n, func(pid int) func() {
-			stop, count, _ := attachTracer(b, pid, f, offs)
-			return func() {
-				stop()
-				events += float64(count()) / float64(n)
+	for _, path := range sigurgPaths {
+		b.Run(path.name, func(b *testing.B) {
+			n := max(b.N, minSignals)
+			run := func(attach func(pid int) func()) float64 {
+				return runTimed(b, bin, slices.Concat(path.args, []string{strconv.Itoa(n)}), attach)
+			}
+
+			var untraced, bare, traced, events, wanted float64
+			progNs := map[probe.Site]float64{}
+			for i := 0; i < b.N; i += n {
+				untraced += run(nil)
+				bare += run(func(pid int) func() {
+					return attachNoop(b, bin, pid, noop, plan.Entry.FileOffset)
+				})
+				traced += run(func(pid int) func() {
+					stop, count, _ := attachTracer(b, pid, f, offs)
+					return func() {
+						stop()
+						all, verdicts := count()
+						events += float64(all) / float64(n)
+						wanted += float64(verdicts[path.want]) / float64(max(all, 1))
+					}
+				})
+				measureProgramCosts(b, bin, slices.Concat(path.args, []string{strconv.Itoa(n)}), f, offs,
+					progNs)
+			}
+
+			runs := float64((b.N + n - 1) / n)
+			untraced, bare, traced = untraced/runs, bare/runs, traced/runs
+			b.ReportMetric(untraced, "untraced-ns/sigurg")
+			b.ReportMetric(bare, "bare-uprobe-ns/sigurg")
+			b.ReportMetric(traced, "traced-ns/sigurg")
+			b.ReportMetric((traced-untraced)/1000, "added-µs/sigurg")
+			b.ReportMetric(traced/untraced, "traced/untraced")
+			b.ReportMetric(events/runs, "events/sigurg")
+			b.ReportMetric(wanted/runs, path.want.String()+"/event")
+			for site, ns := range progNs {
+				b.ReportMetric(ns/runs, "bpf-ns/"+string(site))
 			}
 		})
-		measureProgramCosts(b, bin, n, f, offs, progNs)
-	}
-
-	runs := float64((b.N + n - 1) / n)
-	untraced, bare, traced, events = untraced/runs, bare/runs, traced/runs, events/runs
-	b.ReportMetric(untraced, "untraced-ns/sigurg")
-	b.ReportMetric(bare, "bare-uprobe-ns/sigurg")
-	b.ReportMetric(traced, "traced-ns/sigurg")
-	b.ReportMetric((traced-untraced)/1000, "added-µs/sigurg")
-	b.ReportMetric(traced/untraced, "traced/untraced")
-	b.ReportMetric(events, "events/sigurg")
-	for site, ns := range progNs {
-		b.ReportMetric(ns/runs, "bpf-ns/"+string(site))
 	}
 }
 
-// measureProgramCosts traces one more run with BPF statistics on and adds each program's
-// mean run time per hit to progNs.
-func measureProgramCosts(b *testing.B, bin string, n int, f *symtab.File,
+// measureProgramCosts traces one more run with BPF statistics on and adds each program that
+// ran its mean run time per hit to progNs.
+func measureProgramCosts(b *testing.B, bin string, args []string, f *symtab.File,
 	offs target.RuntimeOffsets, progNs map[probe.Site]float64) {
 	stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
 	if err != nil {
@@ -105,11 +132,14 @@ func measureProgramCosts(b *testing.B, bin string, n int, f *symtab.File,
 	}
 	defer stats.Close()
 
-	runTimed(b, bin, n, func(pid int) func() {
+	runTimed(b, bin, args, func(pid int) func() {
 		stop, _, costs := attachTracer(b, pid, f, offs)
 		return func() {
 			for _, c := range costs() {
-				progNs[c.Site] += float64(c.RunTime.Nanoseconds()) / float64(max(c.Runs, 1))
+				// A site the path does not pass has no cost to report.
+				if c.Runs > 0 {
+					progNs[c.Site] += float64(c.RunTime.Nanoseconds()) / float64(c.Runs)
+				}
 			}
 			stop()
 		}
@@ -117,26 +147,29 @@ func measureProgramCosts(b *testing.B, bin string, n int, f *symtab.File,
 }
 
 // attachTracer attaches the full tracer to pid with a reader goroutine counting events. The
-// returned stop detaches and waits for the reader; count then gives the events read, and
-// costs, called before stop, what each BPF program cost.
+// returned stop detaches and waits for the reader; count then gives the events read, in all
+// and by the runtime's verdict, and costs, called before stop, what each BPF program cost.
 func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffsets) (
-	stop func(), count func() int64, costs func() []probe.ProgramCost) {
+	stop func(), count func() (int64, map[probe.Verdict]int64),
+	costs func() []probe.ProgramCost) {
 	tr, err := probe.Attach(probe.Options{PID: pid, Symtab: f, Goid: offs.Goid,
 		State: offs.State})
 	if err != nil {
 		b.Fatalf("attach: %v", err)
 	}
 
-	var n atomic.Int64
+	var n int64
+	verdicts := map[probe.Verdict]int64{}
 	done := make(chan error)
 	go func() {
 		for {
-			_, err := tr.Read()
+			ev, err := tr.Read()
 			if err != nil {
 				done <- err
 				return
 			}
-			n.Add(1)
+			n++
+			verdicts[ev.RuntimeVerdict()]++
 		}
 	}()
 
@@ -153,6 +186,7 @@ func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffs
 		}
 		tr.Close()
 	}
+	count = func() (int64, map[probe.Verdict]int64) { return n, verdicts }
 	costs = func() []probe.ProgramCost {
 		c, err := tr.ProgramCosts()
 		if err != nil {
@@ -160,7 +194,7 @@ func attachTracer(b *testing.B, pid int, f *symtab.File, offs target.RuntimeOffs
 		}
 		return c
 	}
-	return stop, n.Load, costs
+	return stop, count, costs
 }
 
 // BenchmarkUprobeInstruction measures one uprobe hit on each kind of instruction in the
@@ -174,12 +208,13 @@ func BenchmarkUprobeInstruction(b *testing.B) {
 	noop := noopProgram(b)
 
 	n := max(b.N, 50000)
-	base := runTimed(b, bin, n, nil)
+	args := []string{strconv.Itoa(n)}
+	base := runTimed(b, bin, args, nil)
 	for _, s := range sites {
 		b.Run(s.name, func(b *testing.B) {
 			var hit float64
 			for i := 0; i < b.N; i++ {
-				hit += runTimed(b, bin, n, func(pid int) func() {
+				hit += runTimed(b, bin, args, func(pid int) func() {
 					return attachNoop(b, bin, pid, noop, s.off)
 				}) - base
 			}
@@ -260,11 +295,11 @@ func attachNoop(b *testing.B, bin string, pid int, prog *ebpf.Program, off uint6
 	return func() { l.Close() }
 }
 
-// runTimed runs bin with argument n, lets attach set up (when not nil) once the process
-// exists, starts the measurement through its standard input and returns the nanoseconds per
-// unit that bin prints. The function attach returns runs after bin has exited.
-func runTimed(b *testing.B, bin string, n int, attach func(pid int) func()) float64 {
-	cmd := exec.Command(bin, strconv.Itoa(n))
+// runTimed runs bin with args, lets attach set up (when not nil) once the process exists,
+// starts the measurement through its standard input and returns the nanoseconds per unit
+// that bin prints. The function attach returns runs after bin has exited.
+func runTimed(b *testing.B, bin string, args []string, attach func(pid int) func()) float64 {
+	cmd := exec.Command(bin, args...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
