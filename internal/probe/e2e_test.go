@@ -510,6 +510,94 @@ func TestStopWhileReading(t *testing.T) {
 	}
 }
 
+// TestReadWakesUp checks that a Read waiting for records ends when it should, and not only
+// when its read latency has passed: at the caller's deadline, on Stop and on Close. The
+// latency is set far beyond the test's bounds, so each bound fails if a wakeup is missed.
+func TestReadWakesUp(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
+	f, err := symtab.Open(bin)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	defer f.Close()
+
+	const latency, bound = 10 * time.Second, 2 * time.Second
+	attach := func(t *testing.T) *probe.Tracer {
+		cmd := exec.Command(bin, "all", "20s")
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		tr, err := probe.Attach(probe.Options{PID: cmd.Process.Pid, Symtab: f,
+			Latency: latency})
+		if err != nil {
+			t.Fatalf("attach: %v", err)
+		}
+		t.Cleanup(func() { tr.Close() })
+		if !tr.WaitsInPoller() {
+			t.Errorf("Read waits in a system call of its own, not in the network poller")
+		}
+		return tr
+	}
+
+	// readUntilError reads in a goroutine and sends the error that ended it.
+	readUntilError := func(tr *probe.Tracer) <-chan error {
+		done := make(chan error, 1)
+		go func() {
+			for {
+				if _, err := tr.Read(); err != nil {
+					done <- err
+					return
+				}
+			}
+		}()
+		return done
+	}
+	wantWithin := func(t *testing.T, done <-chan error, from time.Time, want error) {
+		t.Helper()
+		select {
+		case err := <-done:
+			if !errors.Is(err, want) {
+				t.Fatalf("Read returned %v, want %v", err, want)
+			}
+			t.Logf("Read returned %v after %v", err, time.Since(from).Round(time.Millisecond))
+		case <-time.After(bound):
+			t.Fatalf("Read still waiting %v later, with a read latency of %v", bound, latency)
+		}
+	}
+
+	t.Run("deadline", func(t *testing.T) {
+		tr := attach(t)
+		from := time.Now()
+		tr.SetDeadline(from.Add(300 * time.Millisecond))
+		wantWithin(t, readUntilError(tr), from, os.ErrDeadlineExceeded)
+	})
+	t.Run("stop", func(t *testing.T) {
+		tr := attach(t)
+		done := readUntilError(tr)
+		time.Sleep(300 * time.Millisecond)
+		from := time.Now()
+		if err := tr.Stop(); err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+		wantWithin(t, done, from, probe.ErrStopped)
+	})
+	t.Run("close", func(t *testing.T) {
+		tr := attach(t)
+		done := readUntilError(tr)
+		time.Sleep(300 * time.Millisecond)
+		from := time.Now()
+		if err := tr.Close(); err != nil {
+			t.Fatalf("close: %v", err)
+		}
+		wantWithin(t, done, from, probe.ErrClosed)
+	})
+}
+
 // TestAttachOtherBuild checks that Attach refuses a symbol table of another build than the
 // running executable, instead of placing probes at offsets that mean nothing there.
 func TestAttachOtherBuild(t *testing.T) {

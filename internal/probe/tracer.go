@@ -12,11 +12,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 
 	"github.com/preempttrace/preempttrace/internal/symtab"
 	"github.com/preempttrace/preempttrace/internal/target"
@@ -77,6 +79,17 @@ type Tracer struct {
 	objs    bpfObjects
 	reader  *ringbuf.Reader
 	latency time.Duration
+
+	// ring is a copy of the ring buffer's descriptor in Go's network poller, where Read
+	// waits for records (waitRing); nil where the kernel would not poll it so, and Read then
+	// waits in the reader, a thread blocked in epoll_wait. Such a wait, longer than the
+	// runtime's 10 ms, has sysmon hand off the thread's P and then look every 20 µs: over a
+	// thousand wakeups a second of the tracer, on the CPUs the target runs on.
+	ring     *os.File
+	ringConn syscall.RawConn
+
+	// waking is set by Stop and Close: a Read that is about to wait looks at the ring again.
+	waking atomic.Bool
 
 	// deadline is the unix-nanosecond time set by SetDeadline, 0 for none.
 	deadline atomic.Int64
@@ -148,6 +161,7 @@ func Attach(opts Options) (*Tracer, error) {
 		t.Close()
 		return nil, fmt.Errorf("open ring buffer: %w", err)
 	}
+	t.ring, t.ringConn = pollable(t.objs.Events.FD())
 
 	// Requests start to count only now that every probe is in place.
 	if err := t.objs.Tracing.Set(uint8(1)); err != nil {
@@ -371,8 +385,8 @@ func (t *Tracer) nextWaiting() (Event, error) {
 	return ev, nil
 }
 
-// next returns the next record, looking at the ring every latency: the probes do not wake the
-// reader for every event.
+// next returns the next record. The probes do not wake the reader for every event, so it
+// drains the ring, then waits until the probes wake it or latency passes, and looks again.
 func (t *Tracer) next() (ringbuf.Record, error) {
 	for {
 		poll := time.Now().Add(t.latency)
@@ -380,7 +394,14 @@ func (t *Tracer) next() (ringbuf.Record, error) {
 		if user != 0 && user < poll.UnixNano() {
 			poll = time.Unix(0, user)
 		}
-		t.reader.SetDeadline(poll)
+
+		// With the network poller to wait in, the reader only looks: a deadline in the
+		// past has it return what the ring holds, then os.ErrDeadlineExceeded.
+		if t.ring != nil {
+			t.reader.SetDeadline(time.Unix(0, 1))
+		} else {
+			t.reader.SetDeadline(poll)
+		}
 
 		rec, err := t.reader.Read()
 		switch {
@@ -394,11 +415,77 @@ func (t *Tracer) next() (ringbuf.Record, error) {
 			return rec, fmt.Errorf("read ring buffer: %w", err)
 		}
 
-		// The ring was empty until the poll time; go on unless the caller's deadline passed.
+		// The ring is empty; go on unless the caller's deadline passed.
 		if user := t.deadline.Load(); user != 0 && time.Now().UnixNano() >= user {
 			return rec, err
 		}
+		if t.ring != nil {
+			if err := t.waitRing(poll); err != nil {
+				return rec, err
+			}
+		}
 	}
+}
+
+// pollable returns a duplicate of the ring buffer descriptor fd registered with Go's network
+// poller, or nil where that fails; fd itself is left as it was.
+func pollable(fd int) (*os.File, syscall.RawConn) {
+	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil
+	}
+
+	// A descriptor in non-blocking mode is one os.NewFile registers with the poller; the
+	// mode belongs to the open file both share, and nothing reads the ring with read(2).
+	if err := unix.SetNonblock(dup, true); err != nil {
+		unix.Close(dup)
+		return nil, nil
+	}
+	f := os.NewFile(uintptr(dup), "ring buffer")
+
+	// Only a descriptor in the poller takes deadlines.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, nil
+	}
+	conn, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, nil
+	}
+	return f, conn
+}
+
+// waitRing waits in the network poller until the probes wake the reader, until passes, or
+// Stop or Close is called. The goroutine holds no thread meanwhile.
+func (t *Tracer) waitRing(until time.Time) error {
+	if err := t.ring.SetReadDeadline(until); err != nil {
+		return t.waitError(err)
+	}
+
+	// RawConn.Read waits whenever the function returns false, then calls it again: the
+	// second call follows a wakeup.
+	first := true
+	err := t.ringConn.Read(func(uintptr) bool {
+		if first {
+			first = false
+			return t.waking.Load()
+		}
+		return true
+	})
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return t.waitError(err)
+}
+
+// waitError is what Read returns for an error of the ring's descriptor: ErrClosed once Close
+// closed it.
+func (t *Tracer) waitError(err error) error {
+	if t.isClosed() {
+		return ErrClosed
+	}
+	return fmt.Errorf("wait for ring buffer: %w", err)
 }
 
 // SetDeadline makes a blocked or later Read return os.ErrDeadlineExceeded once at has
@@ -444,7 +531,16 @@ func (t *Tracer) stopLocked() error {
 			errs = append(errs, fmt.Errorf("flush ring buffer: %w", err))
 		}
 	}
+	t.wake()
 	return errors.Join(errs...)
+}
+
+// wake has a Read waiting in the network poller look at the ring again at once.
+func (t *Tracer) wake() {
+	t.waking.Store(true)
+	if t.ring != nil {
+		t.ring.SetReadDeadline(time.Now())
+	}
 }
 
 // Close removes the probes and frees the ring buffer and the BPF programs. The target
@@ -459,6 +555,9 @@ func (t *Tracer) Close() error {
 	t.closed = true
 
 	errs := []error{t.stopLocked()}
+	if t.ring != nil {
+		errs = append(errs, t.ring.Close())
+	}
 	if t.reader != nil {
 		errs = append(errs, t.reader.Close())
 	}
