@@ -232,27 +232,43 @@ func (s *session) drawFooter(ctx context.Context) {
 	}
 }
 
-// exitPollInterval is how often watchExit checks whether it should give up.
-const exitPollInterval = 200 * time.Millisecond
-
-// watchExit returns a channel closed when pid exits. It stops watching, and
-// releases its pidfd, when ctx ends; without pidfds it never fires and the
-// other stop conditions still apply.
+// watchExit returns a channel closed when pid exits. It stops watching, and releases its
+// pidfd, when ctx ends; without pidfds it never fires and the other stop conditions still
+// apply.
+//
+// The pidfd waits in Go's network poller, not in a poll(2) call: a thread blocked in a
+// system call for over 10 ms has the runtime's sysmon hand off its P and then wake every
+// 20 µs, which would take the CPU from the target it is there to watch.
 func watchExit(ctx context.Context, pid int) <-chan struct{} {
 	done := make(chan struct{})
-	fd, err := unix.PidfdOpen(pid, 0)
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
 		return done
 	}
+	pidfd := os.NewFile(uintptr(fd), "pidfd")
+	conn, err := pidfd.SyscallConn()
+	if err != nil {
+		pidfd.Close()
+		return done
+	}
+
 	go func() {
-		defer unix.Close(fd)
-		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-		for ctx.Err() == nil {
-			n, err := unix.Poll(fds, int(exitPollInterval.Milliseconds()))
-			if n > 0 || (err != nil && err != unix.EINTR) {
-				close(done)
-				return
-			}
+		<-ctx.Done()
+		pidfd.SetReadDeadline(time.Now())
+	}()
+	go func() {
+		defer pidfd.Close()
+
+		// A pidfd turns readable when its process has exited. Read calls the function
+		// again after each wakeup, and returns early once ctx ended (the deadline), or at
+		// once where the poller cannot take the pidfd.
+		err := conn.Read(func(fd uintptr) bool {
+			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, 0)
+			return n > 0 || err != nil && err != unix.EINTR
+		})
+		if err == nil {
+			close(done)
 		}
 	}()
 	return done
