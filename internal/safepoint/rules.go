@@ -129,6 +129,33 @@ const AsyncPreemptSlack = 8 * 8
 // set and not in a system call.
 func (r *Rules) CanPreemptMReadsCurG() bool { return r.curgStatus }
 
+// Returns lists what each return statement of isAsyncSafePoint stands for, in source
+// order, as the compiler keeps them in an amd64 build: the refusals in the order of the
+// checks (the MIPS-only one compiled out, the secret check only where it is compiled in),
+// then the acceptances. Before Go 1.18 a PC with a restart code is refused before the
+// restart returns, and the compiler drops them as unreachable, leaving "return true".
+// Each is a RET instruction of its own in every release the tests have seen, so that the
+// RET an isAsyncSafePoint call leaves by tells which check decided.
+func (r *Rules) Returns() []Reason {
+	out := []Reason{NotUserGoroutine, MBusy, StackSpace}
+	if r.secret {
+		out = append(out, Secret)
+	}
+	out = append(out, NotGoCode, UnsafePoint, Assembly, RuntimePackage)
+	if r.unsafePoint != unsafeOnlyUnsafe {
+		return append(out, Safe)
+	}
+	return append(out, SafeRestart, SafeRestart, Safe)
+}
+
+// SameCheck reports whether reasons a and b are the verdict of the same check of
+// isAsyncSafePoint: the one check of the locals map gives both Assembly and
+// NoPointersStackmap.
+func SameCheck(a, b Reason) bool {
+	locals := func(r Reason) bool { return r == Assembly || r == NoPointersStackmap }
+	return a == b || locals(a) && locals(b)
+}
+
 // For returns the rules of the release that built a binary.
 func For(v symtab.GoVersion) (*Rules, error) {
 	for _, row := range ruleTable {

@@ -1,9 +1,6 @@
 package safepoint
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -23,17 +20,7 @@ func runtimeSource(t *testing.T, tc fixture.Toolchain) string {
 // runtime/preempt.go in the source tree of tc.
 func sourceFunc(t *testing.T, tc fixture.Toolchain, name string) string {
 	t.Helper()
-	cmd := exec.Command(tc.GoCmd, "env", "GOROOT")
-	cmd.Env = append(os.Environ(), tc.Env...)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s env GOROOT: %v", tc, err)
-	}
-	src, err := os.ReadFile(filepath.Join(strings.TrimSpace(string(out)), "src/runtime/preempt.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(src)
+	s := fixture.RuntimeSource(t, tc, "preempt.go")
 	start := strings.Index(s, "\nfunc "+name+"(")
 	if start < 0 {
 		t.Fatalf("%s: no %s", tc, name)
