@@ -42,24 +42,25 @@ func LiveText(w io.Writer, r *trace.Record) error {
 }
 
 type attemptJSON struct {
-	Type           string           `json:"type"`
-	Time           time.Time        `json:"time"`
-	PID            int              `json:"pid"`
-	TID            int              `json:"tid"`
-	GoID           *uint64          `json:"goid"`
-	PC             hex              `json:"pc"`
-	Func           string           `json:"func,omitempty"`
-	File           string           `json:"file,omitempty"`
-	Line           int              `json:"line,omitempty"`
-	Inlined        []frameJSON      `json:"inlined"`
-	Reason         safepoint.Reason `json:"reason"`
-	Verdict        string           `json:"verdict"`
-	RuntimeVerdict string           `json:"runtime_verdict"`
-	ResumePC       *hex             `json:"resume_pc"`
-	StateUnchecked bool             `json:"state_unchecked"`
-	Mismatch       string           `json:"mismatch,omitempty"`
-	Sender         string           `json:"sender"`
-	Entered        *bool            `json:"entered_async_preempt,omitempty"`
+	Type           string            `json:"type"`
+	Time           time.Time         `json:"time"`
+	PID            int               `json:"pid"`
+	TID            int               `json:"tid"`
+	GoID           *uint64           `json:"goid"`
+	PC             hex               `json:"pc"`
+	Func           string            `json:"func,omitempty"`
+	File           string            `json:"file,omitempty"`
+	Line           int               `json:"line,omitempty"`
+	Inlined        []frameJSON       `json:"inlined"`
+	Reason         safepoint.Reason  `json:"reason"`
+	Verdict        string            `json:"verdict"`
+	RuntimeVerdict string            `json:"runtime_verdict"`
+	RuntimeReason  *safepoint.Reason `json:"runtime_reason,omitempty"`
+	ResumePC       *hex              `json:"resume_pc"`
+	StateUnchecked bool              `json:"state_unchecked"`
+	Mismatch       string            `json:"mismatch,omitempty"`
+	Sender         string            `json:"sender"`
+	Entered        *bool             `json:"entered_async_preempt,omitempty"`
 }
 
 // LiveJSON writes one attempt as a JSON line (schema in the README).
@@ -79,6 +80,9 @@ func LiveJSON(w io.Writer, r *trace.Record) error {
 	if r.Runtime == trace.RuntimeAccepted {
 		pc := hex(r.ResumePC)
 		out.ResumePC = &pc
+	}
+	if r.RuntimeReasonKnown {
+		out.RuntimeReason = &r.RuntimeReason
 	}
 	if r.Entry != trace.EntryUnknown {
 		seen := r.Entry == trace.EntrySeen

@@ -54,6 +54,12 @@ type Attempt struct {
 	Runtime  RuntimeVerdict
 	ResumePC uint64
 
+	// RuntimeReason is the check of isAsyncSafePoint that decided, from the return it
+	// left by, when RuntimeReasonKnown: the locals-map check gives safepoint.Assembly for
+	// NoPointersStackmap too (safepoint.SameCheck).
+	RuntimeReason      safepoint.Reason
+	RuntimeReasonKnown bool
+
 	// Thread is the state isAsyncSafePoint checks before the PC, when StateKnown.
 	Thread     Thread
 	StateKnown bool
@@ -304,9 +310,11 @@ func tri(b bool) safepoint.Tri {
 // runtime's order, so a refusal by the state gets the state's reason even
 // where a PC rule would refuse too. When the runtime refused a PC the code
 // rules accept and the state that could explain it was not read, the reason
-// is unknown; that is not a mismatch. A mismatch is an acceptance the PC rules
-// forbid, a refusal of what they and the observed state allow, or a resume
-// PC other than the predicted one or than the one asyncPreempt returns to.
+// is unknown, unless the backend saw which check refused; that is not a mismatch.
+// A mismatch is an acceptance the PC rules forbid, a refusal of what they and the
+// observed state allow, a resume PC other than the predicted one or than the one
+// asyncPreempt returns to, or, where the backend saw the return isAsyncSafePoint
+// left by, another check deciding than the one the decoder names.
 func (d *Decoder) Decode(a Attempt) Record {
 	r := Record{Attempt: a}
 	st := d.state(a)
@@ -357,5 +365,25 @@ func (d *Decoder) Decode(a Attempt) Record {
 		r.Mismatch = true
 		r.Why = fmt.Sprintf("asyncPreempt returns to %#x, not to the resume pc", a.EntryReturn)
 	}
+	if !r.Mismatch && a.RuntimeReasonKnown && r.DecodeErr == nil {
+		r.compareRuntimeReason()
+	}
 	return r
+}
+
+// compareRuntimeReason checks the decoder's reason against the check the runtime's return
+// showed. Where the decoder could not tell (a thread-state rule it did not see), the
+// runtime's reason becomes the record's.
+func (r *Record) compareRuntimeReason() {
+	switch {
+	case r.Runtime != RuntimeUnknown && r.RuntimeReason.Accepted() != (r.Runtime == RuntimeAccepted):
+		r.Mismatch = true
+		r.Why = fmt.Sprintf("runtime %s, but returned as for %s", r.Runtime, r.RuntimeReason)
+	case r.Reason == safepoint.Unknown:
+		r.Reason = r.RuntimeReason
+	case !safepoint.SameCheck(r.Reason, r.RuntimeReason):
+		r.Mismatch = true
+		r.Why = fmt.Sprintf("runtime decided by its %s check, decoder says %s", r.RuntimeReason,
+			r.Reason)
+	}
 }

@@ -110,6 +110,63 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeRuntimeReason decodes attempts whose backend saw the return isAsyncSafePoint
+// left by: the check it names must be the decoder's, fills in what the decoder could not
+// see, and must agree with the runtime's verdict.
+func TestDecodeRuntimeReason(t *testing.T) {
+	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := trace.NewDecoder(f, rules, 0)
+	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint)
+	noPtrs := loopPC(t, f, rules, "main.asmSpinNoPtrs", safepoint.NoPointersStackmap)
+	plain := loopPC(t, f, rules, "main.plainSpin", safepoint.Safe)
+
+	at := func(pc uint64, v trace.RuntimeVerdict, why safepoint.Reason) trace.Attempt {
+		a := trace.Attempt{RegsKnown: true, PC: pc, Runtime: v, RuntimeReason: why,
+			RuntimeReasonKnown: true}
+		if v == trace.RuntimeAccepted {
+			a.ResumePC = pc
+		}
+		return a
+	}
+	tests := []struct {
+		name     string
+		a        trace.Attempt
+		reason   safepoint.Reason
+		mismatch bool
+	}{
+		{"same check", at(nosplit, trace.RuntimeRefused, safepoint.UnsafePoint),
+			safepoint.UnsafePoint, false},
+		{"the locals-map check", at(noPtrs, trace.RuntimeRefused, safepoint.Assembly),
+			safepoint.NoPointersStackmap, false},
+		{"another check", at(nosplit, trace.RuntimeRefused, safepoint.Assembly),
+			safepoint.UnsafePoint, true},
+		{"unseen thread state", at(plain, trace.RuntimeRefused, safepoint.MBusy),
+			safepoint.MBusy, false},
+		{"accepted", at(plain, trace.RuntimeAccepted, safepoint.Safe), safepoint.Safe, false},
+		{"restart where the decoder saw none", at(plain, trace.RuntimeAccepted,
+			safepoint.SafeRestart), safepoint.Safe, true},
+		{"refused by an accepting return", at(plain, trace.RuntimeRefused, safepoint.Safe),
+			safepoint.Unknown, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := d.Decode(tt.a)
+			if r.Reason != tt.reason || r.Mismatch != tt.mismatch {
+				t.Errorf("reason %s mismatch %v (%s); want %s %v", r.Reason, r.Mismatch, r.Why,
+					tt.reason, tt.mismatch)
+			}
+		})
+	}
+}
+
 // TestDecodeState checks that the thread state a backend read decides before the PC rules,
 // in the runtime's order, and explains refusals the PC rules would accept.
 func TestDecodeState(t *testing.T) {
