@@ -574,6 +574,28 @@ preempttrace_verdict(struct pt_regs *ctx)
 }
 
 /*
+ * At one of isAsyncSafePoint's RET instructions, each probed with this program: the address says
+ * which return statement, and so which check, decided. The verdict probe sends the event next.
+ */
+SEC("uprobe/runtime.isAsyncSafePoint+return")
+int
+preempttrace_returned(struct pt_regs *ctx)
+{
+	__u32 tgid, tid;
+	struct request *slot;
+
+	if (!current_ids(&tgid, &tid))
+		return 0;
+
+	slot = request_slot(false);
+	if (!slot || !slot->active)
+		return 0;
+	slot->ev.returned_at = GO_PC(ctx);
+	slot->ev.flags |= EVENT_RETURNED;
+	return 0;
+}
+
+/*
  * In sighandler after doSigPreempt returned. A request still in flight here got no verdict:
  * wantAsyncPreempt was false, so the runtime never asked isAsyncSafePoint. Other signals pass
  * here too and find nothing in flight.

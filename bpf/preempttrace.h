@@ -63,6 +63,8 @@ enum event_flag {
 	EVENT_ENTRY_MISSED = 1 << 7,
 	/* secret holds gp.secret (builds with GOEXPERIMENT=runtimesecret only). */
 	EVENT_SECRET = 1 << 8,
+	/* returned_at holds the RET isAsyncSafePoint left by, which tells the check that decided. */
+	EVENT_RETURNED = 1 << 9,
 };
 
 /*
@@ -187,6 +189,9 @@ struct event {
 	__u16 flags;
 	/* With EVENT_SECRET: gp.secret, non-zero inside runtime/secret.Do. */
 	__s32 secret;
+	__u32 _pad2;
+	/* With EVENT_RETURNED: the address of the RET isAsyncSafePoint returned by. */
+	__u64 returned_at;
 };
 
 #endif /* PREEMPTTRACE_H */

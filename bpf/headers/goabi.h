@@ -57,6 +57,9 @@ struct pt_regs {
 /* GO_SP is the stack pointer, from which the stack ABI (ABI0) addresses arguments and results. */
 #define GO_SP(r) ((r)->sp)
 
+/* GO_PC is the probed instruction's address: the kernel rewinds it past the breakpoint. */
+#define GO_PC(r) ((r)->ip)
+
 /*
  * The interrupted thread's registers in the ucontext the kernel passed to the signal handler.
  * UCTX_REGS_OFF..UCTX_REGS_END is the smallest window holding all three, read in one copy.
@@ -84,6 +87,7 @@ struct pt_regs {
 #define GO_ARG1(r)	   ((r)->regs[1])
 #define GO_RESULT_BOOL0(r) ((__u8)((r)->regs[0] & 0xff))
 #define GO_SP(r)	   ((r)->sp)
+#define GO_PC(r)	   ((r)->pc)
 
 /*
  * runtime/defs_linux_arm64.go: uc_mcontext at +176, then fault_address and regs[31], sp, pc.

@@ -85,7 +85,8 @@ func attachEBPF(req attachRequest) (backend, error) {
 		return nil, err
 	}
 	tr, err := probe.Attach(probe.Options{PID: req.pid, Exe: req.exe, Symtab: req.file,
-		Goid: req.offs.Goid, State: req.offs.State, ConfirmAccepted: req.verify})
+		Goid: req.offs.Goid, State: req.offs.State, ConfirmAccepted: req.verify,
+		ObserveReturns: req.verify})
 	if err != nil {
 		return nil, err
 	}

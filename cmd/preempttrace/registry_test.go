@@ -103,8 +103,18 @@ func traceMinify(t *testing.T, esbuild, input string, args ...string) liveSummar
 
 	attempts, sum := parseJSONLines(t, res.stdout)
 	verdicts := map[string]int{}
+	unreturned := 0
 	for _, a := range attempts {
-		verdicts[fmt.Sprint(a["runtime_verdict"])]++
+		v := fmt.Sprint(a["runtime_verdict"])
+		verdicts[v]++
+		if _, ok := a["runtime_reason"]; !ok && (v == "accepted" || v == "refused") {
+			unreturned++
+		}
+	}
+	// With --verify the eBPF backend sees which return of isAsyncSafePoint decided, which
+	// --verify compared with the decoder's reason too.
+	if sum.Backend == "ebpf" && unreturned > 0 {
+		t.Errorf("%d decided attempts without runtime_reason", unreturned)
 	}
 	t.Logf("%s: %d attempts: %d refused, %d accepted, by reason %v; runtime verdicts %v",
 		sum.Backend, sum.Events, sum.Refused, sum.Accepted, sum.ByReason, verdicts)

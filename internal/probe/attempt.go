@@ -50,6 +50,9 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	if ev.Has(EventState) {
 		a.Thread, a.StateKnown = thread(ev), true
 	}
+	if site, ok := t.ReturnOf(ev); ok {
+		a.RuntimeReason, a.RuntimeReasonKnown = site.Reason, true
+	}
 	return a
 }
 

@@ -65,6 +65,9 @@ type bpfEvent struct {
 	Pad           uint8
 	Flags         uint16
 	Secret        int32
+	Pad2          uint32
+	_             [4]byte
+	ReturnedAt    uint64
 }
 
 type bpfEventFlag uint32
@@ -79,6 +82,7 @@ const (
 	bpfEventFlagEVENT_ENTERED      bpfEventFlag = 64
 	bpfEventFlagEVENT_ENTRY_MISSED bpfEventFlag = 128
 	bpfEventFlagEVENT_SECRET       bpfEventFlag = 256
+	bpfEventFlagEVENT_RETURNED     bpfEventFlag = 512
 )
 
 type bpfRequest struct {
@@ -129,6 +133,7 @@ const (
 	bpfMapInflight                = "inflight"
 	bpfProgPreempttraceEntered    = "preempttrace_entered"
 	bpfProgPreempttraceHandled    = "preempttrace_handled"
+	bpfProgPreempttraceReturned   = "preempttrace_returned"
 	bpfProgPreempttraceSigpreempt = "preempttrace_sigpreempt"
 	bpfProgPreempttraceVerdict    = "preempttrace_verdict"
 	bpfVarCfgAbi                  = "cfg_abi"
@@ -194,6 +199,7 @@ type bpfSpecs struct {
 type bpfProgramSpecs struct {
 	PreempttraceEntered    *ebpf.ProgramSpec `ebpf:"preempttrace_entered"`
 	PreempttraceHandled    *ebpf.ProgramSpec `ebpf:"preempttrace_handled"`
+	PreempttraceReturned   *ebpf.ProgramSpec `ebpf:"preempttrace_returned"`
 	PreempttraceSigpreempt *ebpf.ProgramSpec `ebpf:"preempttrace_sigpreempt"`
 	PreempttraceVerdict    *ebpf.ProgramSpec `ebpf:"preempttrace_verdict"`
 }
@@ -295,6 +301,7 @@ type bpfVariables struct {
 type bpfPrograms struct {
 	PreempttraceEntered    *ebpf.Program `ebpf:"preempttrace_entered"`
 	PreempttraceHandled    *ebpf.Program `ebpf:"preempttrace_handled"`
+	PreempttraceReturned   *ebpf.Program `ebpf:"preempttrace_returned"`
 	PreempttraceSigpreempt *ebpf.Program `ebpf:"preempttrace_sigpreempt"`
 	PreempttraceVerdict    *ebpf.Program `ebpf:"preempttrace_verdict"`
 }
@@ -303,6 +310,7 @@ func (p *bpfPrograms) Close() error {
 	return _BpfClose(
 		p.PreempttraceEntered,
 		p.PreempttraceHandled,
+		p.PreempttraceReturned,
 		p.PreempttraceSigpreempt,
 		p.PreempttraceVerdict,
 	)

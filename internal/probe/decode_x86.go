@@ -28,6 +28,9 @@ type insn struct {
 	// target is the destination of a direct call or jump, else 0.
 	target uint64
 
+	// ret reports a near return, which leaves the function.
+	ret bool
+
 	// emulated reports that the kernel emulates the instruction at a uprobe hit.
 	emulated bool
 
@@ -106,6 +109,7 @@ func decodeAMD64(addr uint64, code []byte) (insn, error) {
 		}
 	case isBranchOp(inst.Op):
 		in.kind = kindBranch
+		in.ret = inst.Op == x86asm.RET
 		if direct {
 			in.target = uint64(int64(next) + int64(rel))
 		}

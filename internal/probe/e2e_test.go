@@ -37,12 +37,14 @@ type spinRun struct {
 	// state: the binary's DWARF gave the thread-state offsets, so every event has them.
 	state bool
 
-	// confirming: accepted requests were watched for at asyncPreempt's entry.
+	// confirming: as with --verify, accepted requests were watched for at asyncPreempt's
+	// entry, and the return each isAsyncSafePoint call left by was observed.
 	confirming bool
 }
 
-// traceSpin starts "spin mode runFor", attaches to it (confirming accepted requests at
-// asyncPreempt's entry if confirm), records events for collect, detaches and waits for the
+// traceSpin starts "spin mode runFor", attaches to it (if confirm, as --verify does:
+// confirming accepted requests at asyncPreempt's entry and observing isAsyncSafePoint's
+// returns), records events for collect, detaches and waits for the
 // program to exit. It checks what holds for every run: the probes patch
 // the target's text while attached and not after Close, the program exits 0 with its
 // summary line, and no event was lost.
@@ -88,7 +90,7 @@ func traceSpin(t *testing.T, bin, mode string, confirm bool, runFor,
 	}
 
 	tr, err := probe.Attach(probe.Options{PID: proc.PID, Symtab: f, Goid: offs.Goid,
-		State: offs.State, ConfirmAccepted: confirm})
+		State: offs.State, ConfirmAccepted: confirm, ObserveReturns: confirm})
 	if err != nil {
 		t.Fatalf("attach: %v", err)
 	}
@@ -107,8 +109,9 @@ func traceSpin(t *testing.T, bin, mode string, confirm bool, runFor,
 		t.Logf("probe left out: %s", m)
 	}
 
-	if confirm && tr.Plan().Entered == nil {
-		t.Fatalf("asyncPreempt's entry not placed: %q", tr.Plan().Missing)
+	if confirm && (tr.Plan().Entered == nil || tr.Plan().Returns == nil) {
+		t.Fatalf("asyncPreempt's entry or isAsyncSafePoint's returns not placed: %q",
+			tr.Plan().Missing)
 	}
 	run := &spinRun{pid: proc.PID, bin: bin, f: f, bias: bias, tracer: tr, plan: tr.Plan(),
 		state: offs.State != nil, confirming: confirm}
@@ -256,6 +259,7 @@ func (r *spinRun) checkCommon(t *testing.T, wantGoid bool) {
 }
 
 // checkDecoded decodes every event with package trace, which compares the runtime's verdict
+// (and, when confirming, the check its return showed)
 // with the safe-point rules applied to the PC: the two must never contradict each other.
 func (r *spinRun) checkDecoded(t *testing.T) {
 	t.Helper()
@@ -267,10 +271,16 @@ func (r *spinRun) checkDecoded(t *testing.T) {
 	d := trace.NewDecoder(r.f, rules, r.bias)
 
 	reasons := map[string]int{}
-	mismatches := 0
+	mismatches, unreturned := 0, 0
 	for i := range r.events {
 		rec := d.Decode(r.tracer.Attempt(&r.events[i]))
 		reasons[rec.Runtime.String()+"/"+rec.Reason.String()]++
+
+		// Every request the runtime decided on left isAsyncSafePoint by a probed return.
+		decided := rec.Runtime == trace.RuntimeRefused || rec.Runtime == trace.RuntimeAccepted
+		if r.confirming && decided && !rec.RuntimeReasonKnown {
+			unreturned++
+		}
 		if rec.Attempt.GoIDKnown != r.events[i].Has(probe.EventGoid) {
 			t.Errorf("attempt goid known=%v, event flags %#x", rec.Attempt.GoIDKnown,
 				r.events[i].Flags)
@@ -288,6 +298,9 @@ func (r *spinRun) checkDecoded(t *testing.T) {
 		}
 	}
 	t.Logf("runtime verdict/decoded reason: %v; %d mismatches", reasons, mismatches)
+	if unreturned > 0 {
+		t.Errorf("%d decided requests without the return isAsyncSafePoint left by", unreturned)
+	}
 }
 
 // verdicts counts the events of each verdict, for the log.
@@ -436,7 +449,7 @@ func TestAttachToolchains(t *testing.T) {
 		t.Run(tc.Name, func(t *testing.T) {
 			bin := fixture.Build(t, tc, "spin", fixture.Default)
 
-			run := traceSpin(t, bin, "nosplit", false, 4*time.Second, time.Second)
+			run := traceSpin(t, bin, "nosplit", true, 4*time.Second, time.Second)
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkNosplit(t, run)
@@ -634,7 +647,7 @@ func TestAttachSecret(t *testing.T) {
 	testutil.RequireBPF(t)
 	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Secret)
 
-	run := traceSpin(t, bin, "secret", false, 4*time.Second, 1500*time.Millisecond)
+	run := traceSpin(t, bin, "secret", true, 4*time.Second, 1500*time.Millisecond)
 	run.checkCommon(t, true)
 	run.checkDecoded(t)
 

@@ -71,6 +71,9 @@ const (
 	EventEntryMissed = bpfEventFlagEVENT_ENTRY_MISSED
 	// EventSecret means Secret holds gp.secret.
 	EventSecret = bpfEventFlagEVENT_SECRET
+	// EventReturned means ReturnedAt holds the address of the RET isAsyncSafePoint left by
+	// (Options.ObserveReturns; Tracer.ReturnOf).
+	EventReturned = bpfEventFlagEVENT_RETURNED
 )
 
 // siTkill is the si_code of a signal sent with tgkill(2), as the runtime sends its

@@ -3,7 +3,9 @@ package probe
 import (
 	"errors"
 	"fmt"
+	"slices"
 
+	"github.com/preempttrace/preempttrace/internal/safepoint"
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
@@ -40,6 +42,10 @@ const (
 	// the handler returns when its request was accepted; the word at SP is then the PC it
 	// will resume at.
 	SiteEntered Site = "entered"
+
+	// SiteReturn is on a RET instruction of runtime.isAsyncSafePoint: which one a call leaves
+	// by tells which of its checks decided.
+	SiteReturn Site = "return"
 )
 
 // Placement is where one probe goes and why.
@@ -75,8 +81,25 @@ type Plan struct {
 	Handled *Placement
 	Entered *Placement
 
+	// Returns are isAsyncSafePoint's RET instructions, in the order of the return statements
+	// in its source; nil when they could not be matched with the release's checks.
+	Returns []ReturnSite
+
 	// Missing explains each site left out, for the user.
 	Missing []string
+}
+
+// ReturnSite is one RET instruction of isAsyncSafePoint and the check that returns there.
+type ReturnSite struct {
+	Placement
+
+	// Reason is what the return statement stands for (safepoint.Rules.Returns): a refusal
+	// by one check, or an acceptance. The check of the locals map gives Assembly, which
+	// covers NoPointersStackmap too.
+	Reason safepoint.Reason
+
+	// Line is the return statement's line in runtime/preempt.go.
+	Line int
 }
 
 // Placements returns the sites of the plan that will be probed.
@@ -87,7 +110,20 @@ func (p *Plan) Placements() []Placement {
 			out = append(out, *pl)
 		}
 	}
+	for _, r := range p.Returns {
+		out = append(out, r.Placement)
+	}
 	return out
+}
+
+// ReturnAt returns the return site at link-time address addr.
+func (p *Plan) ReturnAt(addr uint64) (ReturnSite, bool) {
+	for _, r := range p.Returns {
+		if r.Addr == addr {
+			return r, true
+		}
+	}
+	return ReturnSite{}, false
 }
 
 // PlanProbes chooses the probe instructions in the executable f describes. It fails only
@@ -150,7 +186,71 @@ func PlanProbes(f *symtab.File) (*Plan, error) {
 	} else {
 		plan.Missing = append(plan.Missing, "entered: "+why)
 	}
+
+	if sites, why := planReturns(f, dec); sites != nil {
+		plan.Returns = sites
+	} else {
+		plan.Missing = append(plan.Missing, string(SiteReturn)+": "+why)
+	}
 	return plan, nil
+}
+
+// planReturns finds isAsyncSafePoint's RET instructions and matches them, in the order of
+// their source lines, with the return statements the release's rules list; or says why it
+// cannot. A RET is single-stepped at each hit: no instruction of the return paths tells
+// them apart and is emulated too.
+func planReturns(f *symtab.File, dec decoder) ([]ReturnSite, string) {
+	rules, err := safepoint.For(f.Version())
+	if err != nil {
+		return nil, err.Error()
+	}
+	fn, err := f.LookupFunc(fnIsAsyncSafePoint)
+	if err != nil {
+		return nil, fmt.Sprintf("%s not in the function table", fnIsAsyncSafePoint)
+	}
+	code := f.Bytes(fn.Entry, fn.Size())
+	if code == nil {
+		return nil, fmt.Sprintf("no file bytes for %s", fnIsAsyncSafePoint)
+	}
+
+	var sites []ReturnSite
+	for off := 0; off < len(code); {
+		in, err := dec(fn.Entry+uint64(off), code[off:])
+		if err != nil {
+			return nil, err.Error()
+		}
+		off += in.len
+		if !in.ret {
+			continue
+		}
+
+		frames, err := f.Frames(fn, in.addr)
+		if err != nil || len(frames) == 0 {
+			return nil, fmt.Sprintf("no source line for the RET at %#x", in.addr)
+		}
+		pl, err := placement(f, SiteReturn, in, "")
+		if err != nil {
+			return nil, err.Error()
+		}
+		sites = append(sites, ReturnSite{Placement: pl, Line: frames[len(frames)-1].Line})
+	}
+
+	want := rules.Returns()
+	if len(sites) != len(want) {
+		return nil, fmt.Sprintf("%d RET instructions in %s, where go1.%d has %d return "+
+			"statements", len(sites), fnIsAsyncSafePoint, rules.Minor, len(want))
+	}
+	slices.SortFunc(sites, func(a, b ReturnSite) int { return a.Line - b.Line })
+	for i := range sites {
+		if i > 0 && sites[i].Line == sites[i-1].Line {
+			return nil, fmt.Sprintf("two RET instructions of %s at line %d", fnIsAsyncSafePoint,
+				sites[i].Line)
+		}
+		sites[i].Reason = want[i]
+		sites[i].Why = fmt.Sprintf("%s: the return at line %d (%s), single-stepped",
+			sites[i].Insn, sites[i].Line, want[i])
+	}
+	return sites, ""
 }
 
 // planEntered finds the entered site at asyncPreempt's entry, or says why there is none.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/preempttrace/preempttrace/internal/fixture"
 	"github.com/preempttrace/preempttrace/internal/probe"
+	"github.com/preempttrace/preempttrace/internal/safepoint"
 	"github.com/preempttrace/preempttrace/internal/symtab"
 )
 
@@ -46,8 +48,8 @@ func TestPlanProbes(t *testing.T) {
 				t.Fatalf("sites missing: %q", plan.Missing)
 			}
 			for _, pl := range plan.Placements() {
-				if !pl.Emulated {
-					t.Errorf("%s probe on %s is single-stepped", pl.Site, pl.Insn)
+				if pl.Emulated == (pl.Site == probe.SiteReturn) {
+					t.Errorf("%s probe on %s: emulated %v", pl.Site, pl.Insn, pl.Emulated)
 				}
 				off, ok := f.FileOffset(pl.Addr)
 				if !ok || off != pl.FileOffset {
@@ -71,8 +73,152 @@ func TestPlanProbes(t *testing.T) {
 			checkAfterCall(t, listing, "runtime.sighandler", "runtime.doSigPreempt",
 				*plan.Handled, straightLine)
 			checkEntry(t, listing, plan.Entry)
+			checkReturns(t, c.Toolchain, listing, plan, f.Version())
 		})
 	}
+}
+
+// checkReturns checks the return sites against the toolchain: each RET of isAsyncSafePoint
+// in its disassembly is a site, at the line objdump gives, and the reason of each is that of
+// the check whose return statement is at that line in the toolchain's runtime/preempt.go.
+func checkReturns(t *testing.T, tc fixture.Toolchain, listing []objdumpLine, plan *probe.Plan,
+	v symtab.GoVersion) {
+	t.Helper()
+
+	var rets []objdumpLine
+	for _, l := range listing {
+		if l.fn == "runtime.isAsyncSafePoint" && l.text == "RET" {
+			rets = append(rets, l)
+		}
+	}
+	if len(rets) != len(plan.Returns) {
+		t.Fatalf("%d return sites, objdump lists %d RETs in isAsyncSafePoint", len(plan.Returns),
+			len(rets))
+	}
+	for _, r := range rets {
+		// Go 1.19's objdump prints no line of a PIE ("  :0"); the addresses still count.
+		site, ok := plan.ReturnAt(r.addr)
+		if !ok || r.line != 0 && site.Line != r.line {
+			t.Errorf("RET at %#x, line %d: return site %+v (found %v)", r.addr, r.line, site, ok)
+		}
+	}
+
+	want := sourceReturns(t, tc, v)
+	if len(want) != len(plan.Returns) {
+		t.Fatalf("%d return sites, the source has %d compiled return statements: %v",
+			len(plan.Returns), len(want), want)
+	}
+	for i, site := range plan.Returns {
+		t.Logf("return %#x line %d: %s", site.Addr, site.Line, site.Reason)
+		if site.Line != want[i].line || site.Reason != want[i].reason {
+			t.Errorf("return site %d: line %d %s, the source has line %d %s", i, site.Line,
+				site.Reason, want[i].line, want[i].reason)
+		}
+	}
+}
+
+// sourceReturn is a return statement of isAsyncSafePoint in the runtime's source.
+type sourceReturn struct {
+	line   int
+	reason safepoint.Reason
+}
+
+// returnMarkers name, by a fragment of its code, the check each "return false" closes, in
+// the order of the source; the MIPS-only check is compiled out of amd64 builds.
+var returnMarkers = []struct {
+	code   string
+	reason safepoint.Reason
+	mips   bool
+}{
+	{code: "mp.curg != gp", reason: safepoint.NotUserGoroutine},
+	{code: "canPreemptM(mp)", reason: safepoint.MBusy},
+	{code: "asyncPreemptStack", reason: safepoint.StackSpace},
+	{code: "RuntimeSecret", reason: safepoint.Secret},
+	{code: "f.valid()", reason: safepoint.NotGoCode},
+	{code: `GOARCH == "mips"`, mips: true},
+	{code: "UnsafePoint", reason: safepoint.UnsafePoint},
+	{code: "smi == -2", reason: safepoint.UnsafePoint},
+	{code: "LocalsPointerMaps", reason: safepoint.Assembly},
+	{code: "asPrefix(name", reason: safepoint.RuntimePackage},
+}
+
+// sourceReturns lists the return statements of isAsyncSafePoint in tc's runtime source that
+// an amd64 build of version v keeps, with what each stands for: a "return false" the check
+// whose code last precedes it, a "return true" a restart when it returns startpc or the
+// entry, else safe.
+func sourceReturns(t *testing.T, tc fixture.Toolchain, v symtab.GoVersion) []sourceReturn {
+	t.Helper()
+	rules, err := safepoint.For(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := slices.Contains(rules.Returns(), safepoint.Secret)
+
+	src := strings.Split(fixture.RuntimeSource(t, tc, "preempt.go"), "\n")
+	start := slices.IndexFunc(src, func(l string) bool {
+		return strings.HasPrefix(l, "func isAsyncSafePoint(")
+	})
+	if start < 0 {
+		t.Fatalf("%s: no isAsyncSafePoint in runtime/preempt.go", tc)
+	}
+
+	var out []sourceReturn
+	check := -1
+	for i := start + 1; i < len(src) && src[i] != "}"; i++ {
+		code, _, _ := strings.Cut(src[i], "//")
+		for k, m := range returnMarkers {
+			if strings.Contains(code, m.code) {
+				check = k
+			}
+		}
+		ret, ok := strings.CutPrefix(strings.TrimSpace(code), "return ")
+		if !ok {
+			continue
+		}
+
+		r := sourceReturn{line: i + 1}
+		switch {
+		case strings.HasPrefix(ret, "false"):
+			if check < 0 {
+				t.Fatalf("%s: return at line %d before any known check", tc, i+1)
+			}
+			m := returnMarkers[check]
+			if m.mips || m.reason == safepoint.Secret && !secret {
+				continue
+			}
+			r.reason = m.reason
+		case strings.Contains(ret, "startpc") || strings.Contains(ret, "f.entry()"):
+			r.reason = safepoint.SafeRestart
+		default:
+			r.reason = safepoint.Safe
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// TestPlanReturnsSecret checks the return sites of a build with GOEXPERIMENT=runtimesecret,
+// whose isAsyncSafePoint has one more check, against its disassembly and source.
+func TestPlanReturnsSecret(t *testing.T) {
+	tc := fixture.Current(t)
+	bin := fixture.Build(t, tc, "spin", fixture.Secret)
+	f, err := symtab.Open(bin)
+	if err != nil {
+		t.Fatalf("decode: %v", err)
+	}
+	defer f.Close()
+
+	plan, err := probe.PlanProbes(f)
+	if err != nil {
+		t.Fatalf("PlanProbes: %v", err)
+	}
+	if !slices.ContainsFunc(plan.Returns, func(r probe.ReturnSite) bool {
+		return r.Reason == safepoint.Secret
+	}) {
+		t.Fatalf("no return site for the secret check: %+v (missing: %q)", plan.Returns,
+			plan.Missing)
+	}
+	checkReturns(t, tc, objdump(t, tc, bin), plan, f.Version())
 }
 
 // unstripped maps each stripped amd64 variant to the same build with symbols.
@@ -110,19 +256,21 @@ func checkSamePlan(t *testing.T, plan *probe.Plan, path string) {
 // objdumpLine is one instruction of "go tool objdump" output.
 type objdumpLine struct {
 	fn   string
+	line int
 	addr uint64
 	text string
 }
 
-var objdumpRE = regexp.MustCompile(`^\s+\S*:\d+\s+0x([0-9a-f]+)\s+[0-9a-f]+\s+(.*?)\s*$`)
+var objdumpRE = regexp.MustCompile(`^\s+\S*:(\d+)\s+0x([0-9a-f]+)\s+[0-9a-f]+\s+(.*?)\s*$`)
 
-// objdump disassembles the three runtime functions with the toolchain that built bin. A
+// objdump disassembles the runtime functions the probes sit in with the toolchain that
+// built bin. A
 // stripped binary still has its pclntab, which is all go tool objdump needs.
 func objdump(t *testing.T, tc fixture.Toolchain, bin string) []objdumpLine {
 	t.Helper()
 
 	cmd := exec.Command(tc.GoCmd, "tool", "objdump", "-s",
-		`^runtime\.(doSigPreempt|sighandler)$`, bin)
+		`^runtime\.(doSigPreempt|sighandler|isAsyncSafePoint)$`, bin)
 	cmd.Env = append(cmd.Environ(), tc.Env...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -141,8 +289,9 @@ func objdump(t *testing.T, tc fixture.Toolchain, bin string) []objdumpLine {
 		if m == nil {
 			continue
 		}
-		addr, _ := strconv.ParseUint(m[1], 16, 64)
-		lines = append(lines, objdumpLine{fn: fn, addr: addr, text: m[2]})
+		line, _ := strconv.Atoi(m[1])
+		addr, _ := strconv.ParseUint(m[2], 16, 64)
+		lines = append(lines, objdumpLine{fn: fn, line: line, addr: addr, text: m[3]})
 	}
 	if len(lines) == 0 {
 		t.Fatalf("go tool objdump printed no instruction:\n%s", out)
@@ -202,7 +351,8 @@ func checkEntry(t *testing.T, listing []objdumpLine, pl probe.Placement) {
 
 // TestPlanProbesRegistry places the probes in real programs built by Go releases that no
 // local toolchain builds (npm packages, see testdata/registry). arm64 programs must be
-// refused with ErrUnsupported; the others must get three emulated sites, and those of
+// refused with ErrUnsupported; the others must get every site, emulated but for the RETs of
+// isAsyncSafePoint, as many of those as the release has return statements, and those of
 // releases before Go 1.17 the stack ABI at offsets the program's own code uses.
 func TestPlanProbesRegistry(t *testing.T) {
 	for _, rb := range fixture.Registry(t) {
@@ -236,9 +386,12 @@ func TestPlanProbesRegistry(t *testing.T) {
 			}
 			for _, pl := range plan.Placements() {
 				t.Logf("%-7s %#x %-24s emulated=%v", pl.Site, pl.Addr, pl.Insn, pl.Emulated)
-				if !pl.Emulated {
-					t.Errorf("%s probe on %s is single-stepped", pl.Site, pl.Insn)
+				if pl.Emulated == (pl.Site == probe.SiteReturn) {
+					t.Errorf("%s probe on %s: emulated %v", pl.Site, pl.Insn, pl.Emulated)
 				}
+			}
+			for _, r := range plan.Returns {
+				t.Logf("return at line %d: %s", r.Line, r.Reason)
 			}
 
 			if want := f.Version().Minor < 17; plan.ABI.OnStack != want {
