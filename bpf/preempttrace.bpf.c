@@ -204,6 +204,20 @@ request_slot(bool create)
 				    create ? BPF_LOCAL_STORAGE_GET_F_CREATE : 0);
 }
 
+/* active_request returns the calling thread's request in flight; NULL outside the target. */
+static __always_inline struct request *
+active_request(void)
+{
+	__u32 tgid, tid;
+	struct request *slot;
+
+	if (!current_ids(&tgid, &tid))
+		return NULL;
+
+	slot = request_slot(false);
+	return slot && slot->active ? slot : NULL;
+}
+
 /* finish marks the thread's request completed. */
 static __always_inline void
 finish(struct request *r)
@@ -581,14 +595,9 @@ SEC("uprobe/runtime.isAsyncSafePoint+return")
 int
 preempttrace_returned(struct pt_regs *ctx)
 {
-	__u32 tgid, tid;
-	struct request *slot;
+	struct request *slot = active_request();
 
-	if (!current_ids(&tgid, &tid))
-		return 0;
-
-	slot = request_slot(false);
-	if (!slot || !slot->active)
+	if (!slot)
 		return 0;
 	slot->ev.returned_at = GO_PC(ctx);
 	slot->ev.flags |= EVENT_RETURNED;
@@ -604,14 +613,9 @@ SEC("uprobe/runtime.sighandler+handled")
 int
 preempttrace_handled(struct pt_regs *ctx)
 {
-	__u32 tgid, tid;
-	struct request *slot;
+	struct request *slot = active_request();
 
-	if (!current_ids(&tgid, &tid))
-		return 0;
-
-	slot = request_slot(false);
-	if (!slot || !slot->active)
+	if (!slot)
 		return 0;
 
 	/*

@@ -589,26 +589,25 @@ func TestReadWakesUp(t *testing.T) {
 		tr.SetDeadline(from.Add(300 * time.Millisecond))
 		wantWithin(t, readUntilError(tr), from, os.ErrDeadlineExceeded)
 	})
-	t.Run("stop", func(t *testing.T) {
-		tr := attach(t)
-		done := readUntilError(tr)
-		time.Sleep(300 * time.Millisecond)
-		from := time.Now()
-		if err := tr.Stop(); err != nil {
-			t.Fatalf("stop: %v", err)
-		}
-		wantWithin(t, done, from, probe.ErrStopped)
-	})
-	t.Run("close", func(t *testing.T) {
-		tr := attach(t)
-		done := readUntilError(tr)
-		time.Sleep(300 * time.Millisecond)
-		from := time.Now()
-		if err := tr.Close(); err != nil {
-			t.Fatalf("close: %v", err)
-		}
-		wantWithin(t, done, from, probe.ErrClosed)
-	})
+	for _, end := range []struct {
+		name string
+		call func(*probe.Tracer) error
+		want error
+	}{
+		{"stop", (*probe.Tracer).Stop, probe.ErrStopped},
+		{"close", (*probe.Tracer).Close, probe.ErrClosed},
+	} {
+		t.Run(end.name, func(t *testing.T) {
+			tr := attach(t)
+			done := readUntilError(tr)
+			time.Sleep(300 * time.Millisecond)
+			from := time.Now()
+			if err := end.call(tr); err != nil {
+				t.Fatalf("%s: %v", end.name, err)
+			}
+			wantWithin(t, done, from, end.want)
+		})
+	}
 }
 
 // TestAttachOtherBuild checks that Attach refuses a symbol table of another build than the
