@@ -91,7 +91,8 @@ func addOutputFlags(cmd *cobra.Command, a *liveArgs) {
 	cmd.Flags().StringVarP(&a.output, "output", "o", "text", "text or json (JSON lines)")
 	cmd.Flags().BoolVar(&a.allEvents, "all-events", false, "print accepted attempts too")
 	cmd.Flags().BoolVar(&a.verify, "verify", false,
-		"print each attempt where the runtime's decision differs from the decoder's")
+		"print each attempt where the runtime's decision or deciding check differs from the\n"+
+			"decoder's (with eBPF, one more single-stepped uprobe per decided attempt)")
 	cmd.Flags().StringVar(&a.backend, "backend", backendAuto,
 		"auto (eBPF, else ptrace), ebpf or ptrace")
 }
