@@ -28,6 +28,7 @@ type liveSummary struct {
 	Mismatches uint64            `json:"mismatches"`
 	Entered    uint64            `json:"entered_async_preempt"`
 	Missed     uint64            `json:"entry_missed"`
+	Returns    uint64            `json:"runtime_reasons"`
 	ByReason   map[string]uint64 `json:"by_reason"`
 	Top        []struct {
 		Func   string `json:"func"`

@@ -113,8 +113,9 @@ func traceMinify(t *testing.T, esbuild, input string, args ...string) liveSummar
 	}
 	// With --verify the eBPF backend sees which return of isAsyncSafePoint decided, which
 	// --verify compared with the decoder's reason too.
-	if sum.Backend == "ebpf" && unreturned > 0 {
-		t.Errorf("%d decided attempts without runtime_reason", unreturned)
+	if sum.Backend == "ebpf" && (unreturned > 0 || sum.Returns != sum.Refused+sum.Accepted) {
+		t.Errorf("%d decided attempts without runtime_reason; summary counts %d with one of %d",
+			unreturned, sum.Returns, sum.Refused+sum.Accepted)
 	}
 	t.Logf("%s: %d attempts: %d refused, %d accepted, by reason %v; runtime verdicts %v",
 		sum.Backend, sum.Events, sum.Refused, sum.Accepted, sum.ByReason, verdicts)

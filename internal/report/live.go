@@ -116,23 +116,24 @@ type topJSON struct {
 }
 
 type summaryJSON struct {
-	Type         string                      `json:"type"`
-	Backend      string                      `json:"backend"`
-	Events       uint64                      `json:"events"`
-	Refused      uint64                      `json:"refused"`
-	Accepted     uint64                      `json:"accepted"`
-	NotWanted    uint64                      `json:"not_wanted"`
-	Dropped      uint64                      `json:"dropped"`
-	InFlight     uint64                      `json:"in_flight"`
-	Late         uint64                      `json:"late"`
-	Mismatches   uint64                      `json:"mismatches"`
-	DecodeErrors uint64                      `json:"decode_errors"`
-	StateUnknown uint64                      `json:"state_unknown"`
-	Entered      uint64                      `json:"entered_async_preempt"`
-	EntryMissed  uint64                      `json:"entry_missed"`
-	Seconds      float64                     `json:"seconds"`
-	ByReason     map[safepoint.Reason]uint64 `json:"by_reason"`
-	Top          []topJSON                   `json:"top"`
+	Type           string                      `json:"type"`
+	Backend        string                      `json:"backend"`
+	Events         uint64                      `json:"events"`
+	Refused        uint64                      `json:"refused"`
+	Accepted       uint64                      `json:"accepted"`
+	NotWanted      uint64                      `json:"not_wanted"`
+	Dropped        uint64                      `json:"dropped"`
+	InFlight       uint64                      `json:"in_flight"`
+	Late           uint64                      `json:"late"`
+	Mismatches     uint64                      `json:"mismatches"`
+	DecodeErrors   uint64                      `json:"decode_errors"`
+	StateUnknown   uint64                      `json:"state_unknown"`
+	Entered        uint64                      `json:"entered_async_preempt"`
+	EntryMissed    uint64                      `json:"entry_missed"`
+	RuntimeReasons uint64                      `json:"runtime_reasons"`
+	Seconds        float64                     `json:"seconds"`
+	ByReason       map[safepoint.Reason]uint64 `json:"by_reason"`
+	Top            []topJSON                   `json:"top"`
 }
 
 // summaryTop is how many functions a summary names.
@@ -145,7 +146,7 @@ func SummaryJSON(w io.Writer, s *trace.Summary, t Totals) error {
 		NotWanted: s.NotWanted, Dropped: t.Dropped, InFlight: t.InFlight, Late: t.Late,
 		Mismatches:   s.Mismatches,
 		DecodeErrors: s.DecodeErrors, StateUnknown: s.StateUnknown,
-		Entered: s.Entered, EntryMissed: s.EntryMissed,
+		Entered: s.Entered, EntryMissed: s.EntryMissed, RuntimeReasons: s.RuntimeReasons,
 		Seconds:  t.Duration.Seconds(),
 		ByReason: s.ByReason, Top: []topJSON{},
 	}
@@ -173,6 +174,10 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 	if s.Entered > 0 || s.EntryMissed > 0 {
 		fmt.Fprintf(w, "%d accepted attempts seen entering asyncPreempt, %d watched for in vain\n",
 			s.Entered, s.EntryMissed)
+	}
+	if s.RuntimeReasons > 0 {
+		fmt.Fprintf(w, "%d reasons checked against the return the runtime took\n",
+			s.RuntimeReasons)
 	}
 	if t.InFlight > 0 || t.Late > 0 {
 		fmt.Fprintf(w, "%d attempts still in the handler when tracing stopped, %d completed late\n",

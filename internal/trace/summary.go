@@ -33,6 +33,10 @@ type Summary struct {
 	// asyncPreempt, and those watched for in vain.
 	Entered, EntryMissed uint64
 
+	// RuntimeReasons counts attempts whose deciding check the runtime's return showed,
+	// which the decoder's reason was checked against.
+	RuntimeReasons uint64
+
 	perFunc map[string]map[safepoint.Reason]uint64
 }
 
@@ -49,6 +53,9 @@ func (s *Summary) Add(r *Record) {
 	}
 	if !r.StateKnown {
 		s.StateUnknown++
+	}
+	if r.RuntimeReasonKnown {
+		s.RuntimeReasons++
 	}
 	if r.Mismatch {
 		s.Mismatches++
