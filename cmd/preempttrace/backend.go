@@ -121,8 +121,11 @@ func (b ebpfBackend) notes() []string {
 	var out []string
 	for _, why := range b.tr.Plan().Missing {
 		effect := "runtime verdicts partly unknown"
-		if strings.HasPrefix(why, string(probe.SiteEntered)+":") {
+		switch {
+		case strings.HasPrefix(why, string(probe.SiteEntered)+":"):
 			effect = "accepted attempts not confirmed"
+		case strings.HasPrefix(why, string(probe.SiteReturn)+":"):
+			effect = "the runtime's deciding checks not seen"
 		}
 		out = append(out, "probe left out, "+effect+": "+why)
 	}
