@@ -30,16 +30,24 @@ func loopPC(t *testing.T, f *symtab.File, rules *safepoint.Rules, name string,
 	return 0
 }
 
-func TestDecode(t *testing.T) {
+// openSpin decodes the current toolchain's spin fixture, closed when the test ends, and
+// returns it with its release's rules.
+func openSpin(t *testing.T) (*symtab.File, *safepoint.Rules) {
+	t.Helper()
 	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
 	rules, err := safepoint.For(f.Version())
 	if err != nil {
 		t.Fatal(err)
 	}
+	return f, rules
+}
+
+func TestDecode(t *testing.T) {
+	f, rules := openSpin(t)
 	const bias = 0x10000
 	d := trace.NewDecoder(f, rules, bias)
 	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint) + bias
@@ -114,15 +122,7 @@ func TestDecode(t *testing.T) {
 // left by: the check it names must be the decoder's, fills in what the decoder could not
 // see, and must agree with the runtime's verdict.
 func TestDecodeRuntimeReason(t *testing.T) {
-	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rules, err := safepoint.For(f.Version())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, rules := openSpin(t)
 	d := trace.NewDecoder(f, rules, 0)
 	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint)
 	noPtrs := loopPC(t, f, rules, "main.asmSpinNoPtrs", safepoint.NoPointersStackmap)
@@ -170,15 +170,7 @@ func TestDecodeRuntimeReason(t *testing.T) {
 // TestDecodeState checks that the thread state a backend read decides before the PC rules,
 // in the runtime's order, and explains refusals the PC rules would accept.
 func TestDecodeState(t *testing.T) {
-	f, err := symtab.Open(fixture.Build(t, fixture.Current(t), "spin", fixture.Default))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rules, err := safepoint.For(f.Version())
-	if err != nil {
-		t.Fatal(err)
-	}
+	f, rules := openSpin(t)
 	const bias = 0x10000
 	d := trace.NewDecoder(f, rules, bias)
 	nosplit := loopPC(t, f, rules, "main.nosplitSpin", safepoint.UnsafePoint) + bias
