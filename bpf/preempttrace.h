@@ -189,7 +189,6 @@ struct event {
 	__u16 flags;
 	/* With EVENT_SECRET: gp.secret, non-zero inside runtime/secret.Do. */
 	__s32 secret;
-	__u32 _pad2;
 	/* With EVENT_RETURNED: the address of the RET isAsyncSafePoint returned by. */
 	__u64 returned_at;
 };

@@ -52,6 +52,12 @@ func (t *Tracer) Attempt(ev *Event) trace.Attempt {
 	}
 	if site, ok := t.ReturnOf(ev); ok {
 		a.RuntimeReason, a.RuntimeReasonKnown = site.Reason, true
+
+		// The runtime did ask isAsyncSafePoint: a request reported as not wanted lost its
+		// verdict (a failed slot lookup at the verdict probe), and its verdict is unknown.
+		if a.Runtime == trace.RuntimeNotWanted {
+			a.Runtime = trace.RuntimeUnknown
+		}
 	}
 	return a
 }

@@ -65,8 +65,6 @@ type bpfEvent struct {
 	Pad           uint8
 	Flags         uint16
 	Secret        int32
-	Pad2          uint32
-	_             [4]byte
 	ReturnedAt    uint64
 }
 

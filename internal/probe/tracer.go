@@ -111,7 +111,7 @@ type Tracer struct {
 	drained    bool
 
 	mu      sync.Mutex
-	links   []link.Link // in attach order: entered, handled, verdict, entry
+	links   []link.Link // in attach order: entered, handled, returns, verdict, entry
 	stopped bool
 	closed  bool
 }
@@ -362,6 +362,11 @@ func (t *Tracer) Read() (Event, error) {
 		return t.nextWaiting()
 	}
 	rec, err := t.next()
+	if errors.Is(err, ErrStopped) && t.isClosed() {
+		// Close stops the probes before it closes the ring: a Read under way then may see
+		// the stop first.
+		return ev, ErrClosed
+	}
 	if errors.Is(err, ErrStopped) {
 		if err := t.takeWaiting(); err != nil {
 			return ev, err

@@ -176,7 +176,7 @@ func SummaryText(w io.Writer, s *trace.Summary, t Totals) error {
 			s.Entered, s.EntryMissed)
 	}
 	if s.RuntimeReasons > 0 {
-		fmt.Fprintf(w, "%d reasons checked against the return the runtime took\n",
+		fmt.Fprintf(w, "%d attempts with the check that decided, by the return the runtime took\n",
 			s.RuntimeReasons)
 	}
 	if t.InFlight > 0 || t.Late > 0 {

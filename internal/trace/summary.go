@@ -33,8 +33,9 @@ type Summary struct {
 	// asyncPreempt, and those watched for in vain.
 	Entered, EntryMissed uint64
 
-	// RuntimeReasons counts attempts whose deciding check the runtime's return showed,
-	// which the decoder's reason was checked against.
+	// RuntimeReasons counts attempts whose deciding check the runtime's return showed; the
+	// decoder's reason was compared with it unless the attempt had another mismatch or
+	// could not be decoded.
 	RuntimeReasons uint64
 
 	perFunc map[string]map[safepoint.Reason]uint64

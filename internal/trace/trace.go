@@ -372,18 +372,28 @@ func (d *Decoder) Decode(a Attempt) Record {
 }
 
 // compareRuntimeReason checks the decoder's reason against the check the runtime's return
-// showed. Where the decoder could not tell (a thread-state rule it did not see), the
-// runtime's reason becomes the record's.
+// showed. Where the decoder could not tell, because a thread-state rule it did not see
+// refused, the runtime's reason becomes the record's if it is such a rule.
 func (r *Record) compareRuntimeReason() {
 	switch {
 	case r.Runtime != RuntimeUnknown && r.RuntimeReason.Accepted() != (r.Runtime == RuntimeAccepted):
 		r.Mismatch = true
 		r.Why = fmt.Sprintf("runtime %s, but returned as for %s", r.Runtime, r.RuntimeReason)
-	case r.Reason == safepoint.Unknown:
+	case r.Reason == safepoint.Unknown && threadStateReason(r.RuntimeReason):
 		r.Reason = r.RuntimeReason
 	case !safepoint.SameCheck(r.Reason, r.RuntimeReason):
 		r.Mismatch = true
 		r.Why = fmt.Sprintf("runtime decided by its %s check, decoder says %s", r.RuntimeReason,
 			r.Reason)
 	}
+}
+
+// threadStateReason reports whether reason comes from a check of the thread's state, which
+// isAsyncSafePoint makes before it looks at the PC.
+func threadStateReason(reason safepoint.Reason) bool {
+	switch reason {
+	case safepoint.NotUserGoroutine, safepoint.MBusy, safepoint.StackSpace, safepoint.Secret:
+		return true
+	}
+	return false
 }

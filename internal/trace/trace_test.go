@@ -150,6 +150,8 @@ func TestDecodeRuntimeReason(t *testing.T) {
 			safepoint.UnsafePoint, true},
 		{"unseen thread state", at(plain, trace.RuntimeRefused, safepoint.MBusy),
 			safepoint.MBusy, false},
+		{"a PC rule the decoder does not apply", at(plain, trace.RuntimeRefused,
+			safepoint.UnsafePoint), safepoint.Unknown, true},
 		{"accepted", at(plain, trace.RuntimeAccepted, safepoint.Safe), safepoint.Safe, false},
 		{"restart where the decoder saw none", at(plain, trace.RuntimeAccepted,
 			safepoint.SafeRestart), safepoint.Safe, true},
