@@ -462,16 +462,24 @@ func TestAttachToolchains(t *testing.T) {
 	}
 }
 
-// TestStopWhileReading stops the tracer from another goroutine while Read is blocked, as a
-// command does on Ctrl-C: Read must drain and return ErrStopped within the read latency.
-func TestStopWhileReading(t *testing.T) {
-	testutil.RequireBPF(t)
+// openSpin builds the current toolchain's spin fixture and decodes it, closed when the test
+// ends.
+func openSpin(t *testing.T) (string, *symtab.File) {
+	t.Helper()
 	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
 	f, err := symtab.Open(bin)
 	if err != nil {
 		t.Fatalf("decode: %v", err)
 	}
-	defer f.Close()
+	t.Cleanup(func() { f.Close() })
+	return bin, f
+}
+
+// TestStopWhileReading stops the tracer from another goroutine while Read is blocked, as a
+// command does on Ctrl-C: Read must drain and return ErrStopped within the read latency.
+func TestStopWhileReading(t *testing.T) {
+	testutil.RequireBPF(t)
+	bin, f := openSpin(t)
 
 	cmd := exec.Command(bin, "nosplit", "2s")
 	if err := cmd.Start(); err != nil {
@@ -528,12 +536,7 @@ func TestStopWhileReading(t *testing.T) {
 // latency is set far beyond the test's bounds, so each bound fails if a wakeup is missed.
 func TestReadWakesUp(t *testing.T) {
 	testutil.RequireBPF(t)
-	bin := fixture.Build(t, fixture.Current(t), "spin", fixture.Default)
-	f, err := symtab.Open(bin)
-	if err != nil {
-		t.Fatalf("decode: %v", err)
-	}
-	defer f.Close()
+	bin, f := openSpin(t)
 
 	const latency, bound = 10 * time.Second, 2 * time.Second
 	attach := func(t *testing.T) *probe.Tracer {

@@ -22,7 +22,7 @@ const (
 // finding a cheaper instruction and keeps the first one.
 const maxWalk = 8
 
-// Site names one of the three probe sites.
+// Site names one of the probe sites.
 type Site string
 
 // The probe sites, in the order a SIGURG passes them.
@@ -127,7 +127,7 @@ func (p *Plan) ReturnAt(addr uint64) (ReturnSite, bool) {
 }
 
 // PlanProbes chooses the probe instructions in the executable f describes. It fails only
-// when the entry probe cannot be placed; a missing verdict or handled site is recorded in
+// when the entry probe cannot be placed; any other site it cannot place is recorded in
 // Plan.Missing.
 //
 // Every probe sits on the first instruction the kernel can emulate (a conditional or direct
@@ -135,7 +135,8 @@ func (p *Plan) ReturnAt(addr uint64) (ReturnSite, bool) {
 // unconditionally after the point of interest with nothing in between that changes what the
 // probe reads: the registers, or with the stack ABI the stack pointer and memory. Any other
 // instruction is copied out of line and single-stepped, which costs 15–20 µs a hit; that is
-// the fallback when no emulated instruction is near.
+// the fallback when no emulated instruction is near, and the rule for the return sites, whose
+// RET instructions are the only ones that tell the returns apart.
 func PlanProbes(f *symtab.File) (*Plan, error) {
 	if err := checkTarget(f); err != nil {
 		return nil, err

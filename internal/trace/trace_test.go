@@ -46,6 +46,17 @@ func openSpin(t *testing.T) (*symtab.File, *safepoint.Rules) {
 	return f, rules
 }
 
+// checkDecode decodes a and checks the record's reason and whether it is a mismatch.
+func checkDecode(t *testing.T, d *trace.Decoder, a trace.Attempt, reason safepoint.Reason,
+	mismatch bool) {
+	t.Helper()
+	r := d.Decode(a)
+	if r.Reason != reason || r.Mismatch != mismatch {
+		t.Errorf("reason %s mismatch %v (%s); want %s %v", r.Reason, r.Mismatch, r.Why, reason,
+			mismatch)
+	}
+}
+
 func TestDecode(t *testing.T) {
 	f, rules := openSpin(t)
 	const bias = 0x10000
@@ -160,11 +171,7 @@ func TestDecodeRuntimeReason(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := d.Decode(tt.a)
-			if r.Reason != tt.reason || r.Mismatch != tt.mismatch {
-				t.Errorf("reason %s mismatch %v (%s); want %s %v", r.Reason, r.Mismatch, r.Why,
-					tt.reason, tt.mismatch)
-			}
+			checkDecode(t, d, tt.a, tt.reason, tt.mismatch)
 		})
 	}
 }
@@ -242,11 +249,7 @@ func TestDecodeState(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := d.Decode(tt.a)
-			if r.Reason != tt.reason || r.Mismatch != tt.mismatch {
-				t.Errorf("reason %s mismatch %v (%s); want %s %v", r.Reason, r.Mismatch, r.Why,
-					tt.reason, tt.mismatch)
-			}
+			checkDecode(t, d, tt.a, tt.reason, tt.mismatch)
 		})
 	}
 }
