@@ -96,6 +96,10 @@ type Tracer struct {
 	// waking is set by Stop and Close: a Read that is about to wait looks at the ring again.
 	waking atomic.Bool
 
+	// detached is set once Stop removed every probe: from then on an empty ring is the end
+	// of the events even where flushing the reader failed and it never says so.
+	detached atomic.Bool
+
 	// bias is how far above its link-time addresses the target's executable is loaded,
 	// known when the plan has return sites.
 	bias uint64
@@ -157,12 +161,16 @@ func Attach(opts Options) (*Tracer, error) {
 		confirming: plan.Entered != nil}
 	if plan.Returns != nil {
 		// The probes report the RET's address in the process; the plan has link-time ones.
+		// Without the bias the return probes would report sites no plan entry matches;
+		// the trace goes on without them and says so, as for a site not found.
 		proc, err := target.Find(opts.PID)
 		if err == nil {
 			t.bias, err = proc.LoadBias()
 		}
 		if err != nil {
-			return nil, fmt.Errorf("load bias of the target: %w", err)
+			plan.Returns = nil
+			plan.Missing = append(plan.Missing,
+				fmt.Sprintf("%s: load bias of the target unknown: %v", SiteReturn, err))
 		}
 	}
 	if t.latency <= 0 {
@@ -459,7 +467,11 @@ func (t *Tracer) next() (ringbuf.Record, error) {
 			return rec, fmt.Errorf("read ring buffer: %w", err)
 		}
 
-		// The ring is empty; go on unless the caller's deadline passed.
+		// The ring is empty: the end once no probe is left, else go on unless the caller's
+		// deadline passed.
+		if t.detached.Load() {
+			return rec, ErrStopped
+		}
 		if user := t.deadline.Load(); user != 0 && time.Now().UnixNano() >= user {
 			return rec, err
 		}
@@ -569,6 +581,7 @@ func (t *Tracer) stopLocked() error {
 		}
 	}
 	t.links = nil
+	t.detached.Store(true)
 
 	if t.reader != nil {
 		if err := t.reader.Flush(); err != nil {
