@@ -196,9 +196,8 @@ func (s *session) stopOn(ctx context.Context, a liveArgs) func() {
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-watchExit(ctx, a.pid):
+		if !waitExit(ctx, a.pid) {
+			<-ctx.Done()
 		}
 		if err := s.tracer.stop(); err != nil {
 			s.footer.clear()
@@ -232,46 +231,46 @@ func (s *session) drawFooter(ctx context.Context) {
 	}
 }
 
-// watchExit returns a channel closed when pid exits. It stops watching, and releases its
-// pidfd, when ctx ends; without pidfds it never fires and the other stop conditions still
-// apply.
+// waitExit returns true when pid has exited, false when ctx ended first or the exit
+// cannot be watched (no pidfds); the other stop conditions then still apply. It returns
+// only once nothing it started runs any more.
 //
 // The pidfd waits in Go's network poller, not in a poll(2) call: a thread blocked in a
 // system call for over 10 ms has the runtime's sysmon hand off its P and then wake every
 // 20 µs, which would take the CPU from the target it is there to watch.
-func watchExit(ctx context.Context, pid int) <-chan struct{} {
-	done := make(chan struct{})
+func waitExit(ctx context.Context, pid int) bool {
 	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
 	if err != nil {
-		return done
+		return false
 	}
 	pidfd := os.NewFile(uintptr(fd), "pidfd")
+	defer pidfd.Close()
 	conn, err := pidfd.SyscallConn()
 	if err != nil {
-		pidfd.Close()
-		return done
+		return false
 	}
 
-	go func() {
-		<-ctx.Done()
+	// The end of ctx sets a deadline in the past, which returns the wait below.
+	unblocked := make(chan struct{})
+	stopUnblock := context.AfterFunc(ctx, func() {
 		pidfd.SetReadDeadline(time.Now())
-	}()
-	go func() {
-		defer pidfd.Close()
+		close(unblocked)
+	})
 
-		// A pidfd turns readable when its process has exited. Read calls the function
-		// again after each wakeup, and returns early once ctx ended (the deadline), or at
-		// once where the poller cannot take the pidfd.
-		err := conn.Read(func(fd uintptr) bool {
-			fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
-			n, err := unix.Poll(fds, 0)
-			return n > 0 || err != nil && err != unix.EINTR
-		})
-		if err == nil {
-			close(done)
-		}
-	}()
-	return done
+	// A pidfd turns readable when its process has exited. Read calls the function again
+	// after each wakeup, and returns early once ctx ended, or at once where the poller
+	// cannot take the pidfd.
+	exited := false
+	conn.Read(func(fd uintptr) bool {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		exited = n > 0
+		return exited || err != nil && err != unix.EINTR
+	})
+	if !stopUnblock() {
+		<-unblocked
+	}
+	return exited
 }
 
 // read decodes and prints events until the tracer is stopped and drained.

@@ -4,10 +4,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -303,5 +305,46 @@ func (s *spinTarget) wait(t *testing.T) {
 	}
 	if !strings.HasPrefix(s.out.String(), "spin: mode="+s.mode) {
 		t.Errorf("target output %q", s.out.String())
+	}
+}
+
+// TestWaitExit checks the exit watch on its own: it reports a process that exits, returns
+// false soon after its context ends while the process lives on, and leaves no goroutine
+// behind in either case.
+func TestWaitExit(t *testing.T) {
+	before := runtime.NumGoroutine()
+
+	short := exec.Command("sleep", "0.2")
+	if err := short.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Reap it meanwhile: a pidfd turns readable at exit, not only once the parent waits.
+	go short.Wait()
+	if !waitExit(context.Background(), short.Process.Pid) {
+		t.Error("waitExit returned false for a process that exited")
+	}
+
+	long := exec.Command("sleep", "30")
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { long.Process.Kill(); long.Wait() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if waitExit(ctx, long.Process.Pid) {
+		t.Error("waitExit returned true for a process still running")
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("waitExit returned %v after its context ended", took-100*time.Millisecond)
+	}
+
+	// short.Wait's goroutine has returned once the process was reaped; allow it a moment.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines left running, %d before", n, before)
 	}
 }
