@@ -258,17 +258,23 @@ func (r *spinRun) checkCommon(t *testing.T, wantGoid bool) {
 	}
 }
 
+// decoder returns a decoder of the run's events, with the rules of the fixture's release.
+func (r *spinRun) decoder(t *testing.T) *trace.Decoder {
+	t.Helper()
+	rules, err := safepoint.For(r.f.Version())
+	if err != nil {
+		t.Fatalf("rules: %v", err)
+	}
+	return trace.NewDecoder(r.f, rules, r.bias)
+}
+
 // checkDecoded decodes every event with package trace, which compares the runtime's verdict
 // (and, when confirming, the check its return showed)
 // with the safe-point rules applied to the PC: the two must never contradict each other.
 func (r *spinRun) checkDecoded(t *testing.T) {
 	t.Helper()
 
-	rules, err := safepoint.For(r.f.Version())
-	if err != nil {
-		t.Fatalf("rules: %v", err)
-	}
-	d := trace.NewDecoder(r.f, rules, r.bias)
+	d := r.decoder(t)
 
 	reasons := map[string]int{}
 	mismatches, unreturned := 0, 0
@@ -440,8 +446,9 @@ func checkEntered(t *testing.T, run *spinRun, ev *probe.Event) {
 	}
 }
 
-// TestAttachToolchains traces the nosplit and plain loops of every installed toolchain's
-// spin fixture, so that probe placement is checked on each release's machine code.
+// TestAttachToolchains traces the loops of every installed toolchain's spin fixture, so
+// that probe placement is checked on each release's machine code: the nosplit and plain
+// loops alone, then all loops together, the two assembly ones among them.
 func TestAttachToolchains(t *testing.T) {
 	testutil.RequireBPF(t)
 
@@ -458,7 +465,46 @@ func TestAttachToolchains(t *testing.T) {
 			run.checkCommon(t, true)
 			run.checkDecoded(t)
 			checkPlain(t, run)
+
+			run = traceSpin(t, bin, "all", true, 4*time.Second, time.Second)
+			run.checkCommon(t, true)
+			run.checkDecoded(t)
+			run.checkRefusedIn(t, "main.asmSpin", safepoint.Assembly)
+			run.checkRefusedIn(t, "main.asmSpinNoPtrs", safepoint.NoPointersStackmap)
 		})
+	}
+}
+
+// checkRefusedIn checks that the runtime refused requests in the named loop, never accepted
+// one, and that the decoder gives every PC of it the reason want. Whether the runtime's
+// deciding check agrees is checkDecoded's part.
+func (r *spinRun) checkRefusedIn(t *testing.T, name string, want safepoint.Reason) {
+	t.Helper()
+
+	d := r.decoder(t)
+
+	in := r.inFunc(t, name)
+	t.Logf("%s: %d of %d events: %s", name, len(in), len(r.events), verdicts(in))
+	refused := 0
+	for i := range in {
+		switch in[i].RuntimeVerdict() {
+		case probe.VerdictRefused:
+			refused++
+		case probe.VerdictNotWanted:
+			// The goroutine was between two calls of the loop: no PC rule was applied,
+			// and the decoder's reason says not-wanted.
+			continue
+		default:
+			t.Errorf("%s pc %#x: runtime verdict %s, want refused", name, in[i].Pc-r.bias,
+				in[i].RuntimeVerdict())
+		}
+		if rec := d.Decode(r.tracer.Attempt(&in[i])); rec.Reason != want {
+			t.Errorf("%s pc %#x: decoded reason %s, want %s", name, in[i].Pc-r.bias,
+				rec.Reason, want)
+		}
+	}
+	if refused == 0 {
+		t.Errorf("no refused event in %s; all: %s", name, verdicts(r.events))
 	}
 }
 
