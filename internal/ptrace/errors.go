@@ -56,7 +56,9 @@ func (e *PermissionError) Unwrap() error { return e.Err }
 func (e *PermissionError) Is(target error) bool { return target == os.ErrPermission }
 
 // ExecError reports that the target executed a new program, which the decoder built for
-// the old one cannot describe; the tracer detached.
+// the old one cannot describe; the tracer detached. An exec that leaves the same file
+// mapped at the same address, such as the one a target seized while finishing its execve
+// reports, does not end the trace.
 type ExecError struct {
 	PID int
 }

@@ -36,6 +36,10 @@ type loop struct {
 	stopping bool
 	end      error
 
+	// image is the executable the target ran when the trace began, if it could be read.
+	image      imageID
+	imageKnown bool
+
 	// tid is the thread the loop runs on, which the kernel names as the tracer.
 	tid int
 	// waitList is reused by collect for the threads to look at.
@@ -253,11 +257,19 @@ func (l *loop) handle(tid int, ws unix.WaitStatus) error {
 		return l.resume(tid, 0)
 
 	case unix.PTRACE_EVENT_EXEC:
-		// Every other thread is gone and this one took the leader's ID; the program the
-		// decoder describes is gone too.
+		// Every other thread is gone and this one took the leader's ID.
 		if former, err := unix.PtraceGetEventMsg(tid); err == nil && int(former) != tid {
 			delete(l.threads, int(former))
 		}
+		// A target seized while it finished its execve (a program that has just started
+		// it, as the demo does, attaches as soon as os/exec returns) reports that exec.
+		// The same file mapped at the same place is the program the decoder describes.
+		if l.imageKnown {
+			if now, err := readImage(l.pid); err == nil && now == l.image {
+				return l.resume(tid, 0)
+			}
+		}
+		// Otherwise the program the decoder describes is gone.
 		if l.end == nil {
 			l.end = &ExecError{PID: l.pid}
 		}
@@ -362,4 +374,28 @@ func (l *loop) record(tid int) {
 	default:
 		l.t.dropped.Add(1)
 	}
+}
+
+// imageID tells apart the programs a process may run: its executable file, and where it
+// is mapped.
+type imageID struct {
+	dev, ino uint64
+	bias     uint64
+}
+
+// readImage returns the identity of the program pid runs now.
+func readImage(pid int) (imageID, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
+		return imageID{}, err
+	}
+	p, err := target.Find(pid)
+	if err != nil {
+		return imageID{}, err
+	}
+	bias, err := p.LoadBias()
+	if err != nil {
+		return imageID{}, err
+	}
+	return imageID{dev: st.Dev, ino: st.Ino, bias: bias}, nil
 }

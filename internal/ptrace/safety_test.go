@@ -603,9 +603,9 @@ func checkNoProcess(t *testing.T, pid int) {
 	}
 }
 
-// TestSafetyExec lets a traced, busy target replace itself with execve: the tracer must
-// notice, detach from the new program, whose code the decoder does not describe, and end
-// with an ExecError; the new program runs untraced, gets its signals and exits 0.
+// TestSafetyExec lets a traced, busy target replace itself with execve of another file: the
+// tracer must notice, detach from the new program, whose code the decoder does not describe,
+// and end with an ExecError; the new program runs untraced, gets its signals and exits 0.
 func TestSafetyExec(t *testing.T) {
 	requirePtrace(t)
 	p := startSigcount(t, buildSigcount(t))
@@ -631,5 +631,45 @@ func TestSafetyExec(t *testing.T) {
 	p.roundTrip(t, syscall.SIGUSR1, "usr1", 1)
 	if fin := p.finish(t); fin.usr1 != 1 {
 		t.Errorf("the new program counted %d SIGUSR1, want 1", fin.usr1)
+	}
+}
+
+// TestSafetyReexecSameFile lets a traced, busy target run its own executable file again: the
+// same file at the same address (sigcount is not a PIE) is the code the decoder describes,
+// so the trace goes on, as it does for the exec a target just started reports when it is
+// seized before its execve returned. The new run's preemption signals are traced and its
+// own signals still arrive.
+func TestSafetyReexecSameFile(t *testing.T) {
+	requirePtrace(t)
+	p := startSigcount(t, buildSigcount(t))
+	p.send(t, "busy")
+	p.expect(t, "busy")
+	tt := traceTarget(t, p.pid)
+	pollUntil(t, lineTimeout, "a runtime SIGURG is traced", func() bool {
+		return tt.col.count(trace.OriginRuntime) > 0
+	})
+
+	p.send(t, "reexec")
+	p.expect(t, "ready ")
+	before := tt.col.count(trace.OriginRuntime)
+	p.send(t, "busy")
+	p.expect(t, "busy")
+	pollUntil(t, lineTimeout, "a runtime SIGURG of the new run is traced", func() bool {
+		return tt.col.count(trace.OriginRuntime) > before
+	})
+	select {
+	case <-tt.col.done:
+		t.Fatalf("the trace ended at the exec: %v", tt.col.err)
+	default:
+	}
+	if !allTracedBy(t, p.pid, os.Getpid()) {
+		t.Error("not every thread of the new run is traced")
+	}
+
+	p.roundTrip(t, syscall.SIGUSR1, "usr1", 1)
+	tt.tr.Stop()
+	awaitClosed(t, tt.tr.Done(), "the tracer detaches")
+	if fin := p.finish(t); fin.usr1 != 1 {
+		t.Errorf("the new run counted %d SIGUSR1, want 1", fin.usr1)
 	}
 }

@@ -91,6 +91,10 @@ func Attach(opts Options) (*Tracer, error) {
 		stopReq: make(chan struct{}), done: make(chan struct{})}
 	l := &loop{t: t, pid: opts.PID, nsPID: nsPID, threads: map[int]*thread{},
 		state: newStateReader(opts.PID, tlsOff, tlsErr == nil, opts.Goid, opts.State)}
+	// Without it every exec ends the trace, the one under way when it began included.
+	if img, err := readImage(opts.PID); err == nil {
+		l.image, l.imageKnown = img, true
+	}
 
 	attached := make(chan error, 1)
 	go l.run(attached)
