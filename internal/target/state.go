@@ -41,15 +41,25 @@ const secretExperiment = "runtimesecret"
 // stateByRelease is StateOffsets by Go minor release for amd64 builds with that release's
 // default GOEXPERIMENT settings, for binaries without DWARF. Every row was read from the
 // DWARF of a binary of that release and is checked against it again by TestStateTable:
-// the installed toolchains (1.19, 1.21-1.27) and a registry binary (1.14).
-// Releases without such a binary here have no row, and their stripped builds no state:
-// runtime.p in particular changes size with nearly every release, and a guessed offset
-// would give plausible wrong answers.
+// the fixtures of every installed toolchain (1.14-1.27) and registry binaries with DWARF.
+// A release without such a binary here gets no row, and its stripped builds no state from
+// the table: runtime.p in particular changes size with nearly every release, and a guessed
+// offset would give plausible wrong answers.
 var stateByRelease = map[int]StateOffsets{
 	14: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 10144},
+	15: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 10144},
+	16: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 9992},
+	17: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 9992},
+	18: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8880},
 	19: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8904},
+	20: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
+		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8896},
 	21: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
 		MPreemptoff: 248, MP: 208, PStatus: 4, GPreempt: 177, PPreempt: 8904},
 	22: {GM: 48, GStackLo: 0, GAtomicstatus: 144, MCurg: 192, MLocks: 264, MMallocing: 240,
