@@ -4,9 +4,8 @@
 #
 #   Go 1.19             golang-1.19-go from bookworm           /usr/lib/go-1.19/bin/go
 #   Go 1.21, 1.22, 1.23 golang-1.2N-go from bookworm-backports /usr/lib/go-1.2N/bin/go
-#   Go 1.24             fetched by the go command              GOTOOLCHAIN=go1.24.13 go
-#   Go 1.25             fetched by the go command              GOTOOLCHAIN=go1.25.7 go
-#   Go 1.27             fetched by the go command              GOTOOLCHAIN=go1.27.3 go
+#   Go 1.14-1.18, 1.20, fetched by the go command from the     GOTOOLCHAIN=go1.N.P go
+#   1.24, 1.25, 1.27    module proxy (FETCHED has the releases)
 #
 # plus the C toolchain that external linking and cgo need, and clang, llvm and
 # the libbpf and kernel headers that `go generate` needs to rebuild the eBPF
@@ -19,7 +18,8 @@ set -euo pipefail
 
 # FETCHED are the releases the go command downloads into its module cache; they
 # must match the GOTOOLCHAIN values of internal/fixture/toolchain.go.
-readonly FETCHED=(go1.24.13 go1.25.7 go1.27.3)
+readonly FETCHED=(go1.14.15 go1.15.15 go1.16.15 go1.17.13 go1.18.10 go1.20.14 go1.24.13 go1.25.7
+	go1.27.3)
 readonly BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 readonly PACKAGES=(
 	golang-1.19-go golang-1.21-go golang-1.22-go golang-1.23-go
@@ -97,10 +97,11 @@ fetch_releases() {
 	local gocmd release
 	gocmd=$(go_cmd)
 
-	# Run outside any module so that no go.mod can ask for another toolchain.
+	# Run outside any module so that no go.mod can ask for another toolchain. GOFLAGS
+	# overrides any set with "go env -w": releases before 1.18 reject -buildvcs.
 	for release in "${FETCHED[@]}"; do
 		log "fetching $release with $gocmd (a no-op when the module cache has it)"
-		(cd / && GOTOOLCHAIN=$release GOWORK=off "$gocmd" version)
+		(cd / && GOTOOLCHAIN=$release GOWORK=off GOFLAGS=-mod=mod "$gocmd" version)
 	done
 }
 
@@ -113,7 +114,7 @@ check_toolchains() {
 
 	local release
 	for release in "${FETCHED[@]}"; do
-		log "${release%.*}: $(cd / && GOTOOLCHAIN=$release "$(go_cmd)" version)"
+		log "${release%.*}: $(cd / && GOTOOLCHAIN=$release GOFLAGS=-mod=mod "$(go_cmd)" version)"
 	done
 }
 

@@ -59,10 +59,22 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 
 			onlyUnsafe := regexp.MustCompile(`up == (abi\.UnsafePointUnsafe|_PCDATA_UnsafePointUnsafe)`)
 			unlessSafe := regexp.MustCompile(`up != (abi\.UnsafePointSafe|_PCDATA_UnsafePointSafe)`)
-			switch {
-			case onlyUnsafe.MatchString(body) && r.unsafePoint != unsafeOnlyUnsafe,
-				unlessSafe.MatchString(body) && r.unsafePoint != unsafeUnlessSafe:
-				t.Errorf("unsafe-point rule %d disagrees with the source", r.unsafePoint)
+			regMap := regexp.MustCompile(`smi := pcdatavalue\(f, _PCDATA_RegMapIndex, pc, nil\)\s+if smi == -2 `)
+			// Go 1.15 keeps the register-map form behind go115ReduceLiveness, which it sets.
+			if strings.Contains(body, "!go115ReduceLiveness") &&
+				!strings.Contains(fixture.RuntimeSource(t, tc, "preempt.go"), "const go115ReduceLiveness = true") {
+				t.Fatal("go115ReduceLiveness is not set: the register-map form is the live one")
+			}
+			want := map[unsafePointRule]bool{
+				unsafeOnlyUnsafe: onlyUnsafe.MatchString(body),
+				unsafeUnlessSafe: unlessSafe.MatchString(body),
+				unsafeRegMap:     regMap.MatchString(body) && !unlessSafe.MatchString(body),
+			}
+			for rule, inSource := range want {
+				if inSource != (r.unsafePoint == rule) {
+					t.Errorf("unsafe-point rule %d: the source has the form of rule %d: %v",
+						r.unsafePoint, rule, inSource)
+				}
 			}
 
 			hasAsmFlag := strings.Contains(body, "FuncFlagAsm") || strings.Contains(body, "funcFlag_ASM")
@@ -83,6 +95,7 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 			initBody := sourceFunc(t, tc, "init")
 			for _, fn := range []string{"asyncPreempt", "asyncPreempt2", "xRegRestore"} {
 				inSource := strings.Contains(initBody, "funcMaxSPDelta(f"+fn+")") ||
+					strings.Contains(initBody, "funcPC("+fn+")") ||
 					strings.Contains(initBody, "abi.FuncPCABI0("+fn+")") ||
 					strings.Contains(initBody, "abi.FuncPCABIInternal("+fn+")")
 				inTable := slices.Contains(r.AsyncPreemptFuncs(), "runtime."+fn)
@@ -92,9 +105,14 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 				}
 			}
 
-			// The checks appear in the order Classify applies them.
+			// The checks appear in the order Classify applies them. Go 1.14 read the
+			// unsafe-point mark from the register-map index.
+			unsafeMarker := "UnsafePoint"
+			if r.unsafePoint == unsafeRegMap {
+				unsafeMarker = "_PCDATA_RegMapIndex"
+			}
 			markers := []string{"mp.curg != gp", "canPreemptM", "asyncPreemptStack", "findfunc(pc)",
-				"UnsafePoint", "LocalsPointerMaps", "asPrefix(name"}
+				unsafeMarker, "LocalsPointerMaps", "asPrefix(name"}
 			last := -1
 			for _, m := range markers {
 				i := strings.Index(body, m)

@@ -75,7 +75,7 @@ func typeSize(t *testing.T, e ast.Expr) (int, int) {
 			return 4, 4
 		case "int16", "uint16":
 			return 2, 2
-		case "uint8", "byte", "bool", "funcID", "funcFlag":
+		case "int8", "uint8", "byte", "bool", "funcID", "funcFlag":
 			return 1, 1
 		case "string":
 			return 16, 8
@@ -119,9 +119,16 @@ func TestLayoutMatchesRuntimeSource(t *testing.T) {
 			}
 			dir := filepath.Join(strings.TrimSpace(string(out)), "src", "runtime")
 
-			magic := magic120
-			if tc.Minor < 20 {
+			var magic pclntabMagic
+			switch {
+			case tc.Minor < 16:
+				magic = magic12
+			case tc.Minor < 18:
+				magic = magic116
+			case tc.Minor < 20:
 				magic = magic118
+			default:
+				magic = magic120
 			}
 			l, err := layoutFor(GoVersion{Minor: tc.Minor}, magic)
 			if err != nil {
@@ -130,15 +137,27 @@ func TestLayoutMatchesRuntimeSource(t *testing.T) {
 
 			fn := structOffsets(t, dir, "_func", "")
 			entryField := "entryoff"
-			if _, ok := fn["entryOff"]; ok {
-				entryField = "entryOff"
+			for _, name := range []string{"entryOff", "entry"} {
+				if _, ok := fn[name]; ok {
+					entryField = name
+				}
 			}
-			want := map[string]int{entryField: l.fn.entry, "args": l.fn.args,
-				"deferreturn": l.fn.deferreturn, "pcsp": l.fn.pcsp, "pcfile": l.fn.pcsp + 4,
-				"pcln": l.fn.pcsp + 8, "npcdata": l.fn.pcsp + 12, "cuOffset": l.fn.cuOffset,
-				"funcID": l.fn.funcID, "flag": l.fn.flag, "nfuncdata": l.fn.nfuncdata}
-			if l.fn.startLine >= 0 {
-				want["startLine"] = l.fn.startLine
+			want := map[string]int{entryField: l.fn.entry, "nameoff": l.fn.nameOff,
+				"args": l.fn.args, "deferreturn": l.fn.deferreturn, "pcsp": l.fn.pcsp,
+				"pcfile": l.fn.pcsp + 4, "pcln": l.fn.pcsp + 8, "npcdata": l.fn.pcsp + 12,
+				"funcID": l.fn.funcID, "nfuncdata": l.fn.nfuncdata}
+			if _, ok := fn["nameOff"]; ok {
+				want["nameOff"] = want["nameoff"]
+				delete(want, "nameoff")
+			}
+			// Fields a release does not have are -1 in the table and must be absent.
+			for field, off := range map[string]int{"cuOffset": l.fn.cuOffset,
+				"flag": l.fn.flag, "startLine": l.fn.startLine} {
+				if off >= 0 {
+					want[field] = off
+				} else if got, ok := fn[field]; ok {
+					t.Errorf("_func.%s at %d in the source, absent in the table", field, got)
+				}
 			}
 			for field, off := range want {
 				if got, ok := fn[field]; !ok || got != off {
@@ -146,11 +165,15 @@ func TestLayoutMatchesRuntimeSource(t *testing.T) {
 				}
 			}
 
-			md := structOffsets(t, dir, "moduledata", "gofunc")
-			for field, off := range map[string]int{"minpc": moduledataMinPC, "text": l.mdText,
-				"gofunc": l.mdGofunc} {
-				if md[field] != off {
-					t.Errorf("moduledata.%s at %d in the source, %d in the table", field, md[field], off)
+			// Before Go 1.18 the decoder reads nothing of moduledata (mdText is -1).
+			if l.mdText >= 0 {
+				md := structOffsets(t, dir, "moduledata", "gofunc")
+				for field, off := range map[string]int{"minpc": moduledataMinPC,
+					"text": l.mdText, "gofunc": l.mdGofunc} {
+					if md[field] != off {
+						t.Errorf("moduledata.%s at %d in the source, %d in the table", field,
+							md[field], off)
+					}
 				}
 			}
 
