@@ -455,6 +455,9 @@ func (t *Tracer) next() (ringbuf.Record, error) {
 			t.reader.SetDeadline(poll)
 		}
 
+		// Whether the probes were gone must be read before the ring is: a record sent
+		// between a look at an empty ring and their removal is still to come.
+		detached := t.detached.Load()
 		rec, err := t.reader.Read()
 		switch {
 		case err == nil:
@@ -469,7 +472,7 @@ func (t *Tracer) next() (ringbuf.Record, error) {
 
 		// The ring is empty: the end once no probe is left, else go on unless the caller's
 		// deadline passed.
-		if t.detached.Load() {
+		if detached {
 			return rec, ErrStopped
 		}
 		if user := t.deadline.Load(); user != 0 && time.Now().UnixNano() >= user {
@@ -581,7 +584,10 @@ func (t *Tracer) stopLocked() error {
 		}
 	}
 	t.links = nil
-	t.detached.Store(true)
+	// A probe that would not go may still send; then only the flush ends Read.
+	if len(errs) == 0 {
+		t.detached.Store(true)
+	}
 
 	if t.reader != nil {
 		if err := t.reader.Flush(); err != nil {
