@@ -45,10 +45,11 @@ type backend interface {
 
 // attachRequest is what every backend needs to attach.
 type attachRequest struct {
-	pid  int
-	exe  string
-	file *symtab.File
-	offs target.RuntimeOffsets
+	pid   int
+	exe   string
+	image target.Image // the program file describes
+	file  *symtab.File
+	offs  target.RuntimeOffsets
 
 	// verify asks the backend to check what it can of the runtime's decisions, at a cost:
 	// the eBPF backend then confirms each accepted request at asyncPreempt's entry.
@@ -137,7 +138,7 @@ type ptraceBackend struct{ tr *ptrace.Tracer }
 
 func attachPtrace(req attachRequest) (backend, error) {
 	tr, err := ptrace.Attach(ptrace.Options{PID: req.pid, Exe: req.exe, Goid: req.offs.Goid,
-		State: req.offs.State})
+		State: req.offs.State, Image: req.image})
 	if err != nil {
 		return nil, err
 	}

@@ -101,6 +101,12 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Read before the executable: a backend that sees the target run another program
+	// than this one afterwards knows the decoder no longer describes it.
+	image, err := proc.Image()
+	if err != nil {
+		return err
+	}
 	f, err := symtab.Open(proc.Exe)
 	if err != nil {
 		return fmt.Errorf("%s (pid %d): %w", proc.ExeName, a.pid, err)
@@ -110,18 +116,14 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s (pid %d): %w", proc.ExeName, a.pid, err)
 	}
-	bias, err := proc.LoadBias()
-	if err != nil {
-		return err
-	}
 	warnAsyncPreemptOff(a.pid, stderr)
 
 	offs, err := target.FindRuntimeOffsets(proc.Exe, f.Version())
 	if err != nil {
 		fmt.Fprintf(stderr, "preempttrace: goroutine ids and thread state unknown: %v\n", err)
 	}
-	tr, err := attachBackend(a.backend, attachRequest{pid: a.pid, exe: proc.Exe, file: f,
-		offs: offs, verify: a.verify}, stderr)
+	tr, err := attachBackend(a.backend, attachRequest{pid: a.pid, exe: proc.Exe, image: image,
+		file: f, offs: offs, verify: a.verify}, stderr)
 	if err != nil {
 		return fmt.Errorf("attach to pid %d: %w (scan and explain still work on this binary)",
 			a.pid, err)
@@ -133,7 +135,7 @@ func runLive(ctx context.Context, a liveArgs, stdout, stderr io.Writer) error {
 	}()
 
 	s := &session{args: a, stdout: stdout, stderr: stderr, tracer: tr,
-		decoder: trace.NewDecoder(f, rules, bias), start: time.Now()}
+		decoder: trace.NewDecoder(f, rules, image.Bias), start: time.Now()}
 	fmt.Fprintf(stderr, "tracing pid %d (%s, %s %s) with %s%s; Ctrl-C to stop\n", a.pid,
 		proc.ExeName, f.Version(), f.Arch(), tr.name(), goidNote(offs.Goid)+stateNote(offs))
 	for _, note := range tr.notes() {

@@ -36,8 +36,8 @@ type loop struct {
 	stopping bool
 	end      error
 
-	// image is the executable the target ran when the trace began, if it could be read.
-	image      imageID
+	// image is the program the decoder describes, if it is known.
+	image      target.Image
 	imageKnown bool
 
 	// tid is the thread the loop runs on, which the kernel names as the tracer.
@@ -83,7 +83,13 @@ func (l *loop) run(attached chan<- error) {
 		close(l.t.done)
 	}()
 
-	if err := l.seizeAll(); err != nil {
+	err := l.seizeAll()
+	if same, known := l.imageNow(); err == nil && known && !same {
+		// An exec that ended before the seize reports nothing: the program the decoder
+		// describes is gone already.
+		err = &ExecError{PID: l.pid}
+	}
+	if err != nil {
 		l.stopping = true
 		l.t.detachErr = l.detachAll(sigchld)
 		attached <- err
@@ -264,10 +270,8 @@ func (l *loop) handle(tid int, ws unix.WaitStatus) error {
 		// A target seized while it finished its execve (a program that has just started
 		// it, as the demo does, attaches as soon as os/exec returns) reports that exec.
 		// The same file mapped at the same place is the program the decoder describes.
-		if l.imageKnown {
-			if now, err := readImage(l.pid); err == nil && now == l.image {
-				return l.resume(tid, 0)
-			}
+		if same, _ := l.imageNow(); same {
+			return l.resume(tid, 0)
 		}
 		// Otherwise the program the decoder describes is gone.
 		if l.end == nil {
@@ -376,26 +380,24 @@ func (l *loop) record(tid int) {
 	}
 }
 
-// imageID tells apart the programs a process may run: its executable file, and where it
-// is mapped.
-type imageID struct {
-	dev, ino uint64
-	bias     uint64
+// imageNow reports whether the target runs the program the decoder describes; known is
+// false when either program cannot be told.
+func (l *loop) imageNow() (same, known bool) {
+	if !l.imageKnown {
+		return false, false
+	}
+	now, err := readImage(l.pid)
+	if err != nil {
+		return false, false
+	}
+	return now == l.image, true
 }
 
 // readImage returns the identity of the program pid runs now.
-func readImage(pid int) (imageID, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(fmt.Sprintf("/proc/%d/exe", pid), &st); err != nil {
-		return imageID{}, err
-	}
+func readImage(pid int) (target.Image, error) {
 	p, err := target.Find(pid)
 	if err != nil {
-		return imageID{}, err
+		return target.Image{}, err
 	}
-	bias, err := p.LoadBias()
-	if err != nil {
-		return imageID{}, err
-	}
-	return imageID{dev: st.Dev, ino: st.Ino, bias: bias}, nil
+	return p.Image()
 }

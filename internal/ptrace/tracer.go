@@ -31,6 +31,12 @@ type Options struct {
 	// Queue is how many attempts wait for Read before more are counted as dropped; 0
 	// means 4096. A tracee is never held stopped for a slow reader.
 	Queue int
+
+	// Image is the program the caller's decoder describes, read before it decoded the
+	// executable. Attach fails with an ExecError if the target runs another one once it is
+	// seized, and an exec later ends the trace unless it leaves this same program. The
+	// zero value means the program the target runs when Attach begins.
+	Image target.Image
 }
 
 // Counters are what the tracer saw but could not report in full.
@@ -91,9 +97,12 @@ func Attach(opts Options) (*Tracer, error) {
 		stopReq: make(chan struct{}), done: make(chan struct{})}
 	l := &loop{t: t, pid: opts.PID, nsPID: nsPID, threads: map[int]*thread{},
 		state: newStateReader(opts.PID, tlsOff, tlsErr == nil, opts.Goid, opts.State)}
-	// Without it every exec ends the trace, the one under way when it began included.
-	if img, err := readImage(opts.PID); err == nil {
-		l.image, l.imageKnown = img, true
+	l.image, l.imageKnown = opts.Image, opts.Image != target.Image{}
+	if !l.imageKnown {
+		// Without it every exec ends the trace, the one under way when it began included.
+		if img, err := readImage(opts.PID); err == nil {
+			l.image, l.imageKnown = img, true
+		}
 	}
 
 	attached := make(chan error, 1)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"syscall"
 	"time"
 )
 
@@ -42,6 +43,27 @@ func Find(pid int) (*Process, error) {
 		return nil, fmt.Errorf("pid %d: %w", pid, err)
 	}
 	return &Process{PID: pid, Exe: exe, ExeName: name}, nil
+}
+
+// Image identifies the program a process runs: its executable file and where the
+// kernel mapped it. Two equal Images are the same code at the same addresses, so a decoder
+// built for one describes the other.
+type Image struct {
+	Dev, Ino uint64 // the executable file
+	Bias     uint64 // what LoadBias returns
+}
+
+// Image returns the identity of the program the process runs now.
+func (p *Process) Image() (Image, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(p.Exe, &st); err != nil {
+		return Image{}, fmt.Errorf("pid %d: %w", p.PID, err)
+	}
+	bias, err := p.LoadBias()
+	if err != nil {
+		return Image{}, err
+	}
+	return Image{Dev: st.Dev, Ino: st.Ino, Bias: bias}, nil
 }
 
 // LoadBias returns what the kernel added to the executable's link-time
