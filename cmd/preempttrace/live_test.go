@@ -308,20 +308,29 @@ func (s *spinTarget) wait(t *testing.T) {
 	}
 }
 
-// TestWaitExit checks the exit watch on its own: it reports a process that exits, returns
-// false soon after its context ends while the process lives on, and leaves no goroutine
-// behind in either case.
+// TestWaitExit checks the exit watch on its own: it reports a process that exits, once it
+// has, returns false soon after its context ends while the process lives on, and has no
+// goroutine of its own left running when it returns.
 func TestWaitExit(t *testing.T) {
 	before := runtime.NumGoroutine()
 
-	short := exec.Command("sleep", "0.2")
+	short := exec.Command("sleep", "0.3")
 	if err := short.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Reap it meanwhile: a pidfd turns readable at exit, not only once the parent waits.
-	go short.Wait()
-	if !waitExit(context.Background(), short.Process.Pid) {
+	start := time.Now()
+	exited := waitExit(context.Background(), short.Process.Pid)
+	took := time.Since(start)
+	// A pidfd turns readable when its process exits, before its parent reaps it.
+	if n := runtime.NumGoroutine(); n > before {
+		t.Errorf("%d goroutines running after waitExit returned, %d before", n, before)
+	}
+	short.Wait()
+	if !exited {
 		t.Error("waitExit returned false for a process that exited")
+	}
+	if took < 200*time.Millisecond {
+		t.Errorf("waitExit returned after %v, before the process could exit", took)
 	}
 
 	long := exec.Command("sleep", "30")
@@ -331,20 +340,14 @@ func TestWaitExit(t *testing.T) {
 	defer func() { long.Process.Kill(); long.Wait() }()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	start := time.Now()
+	start = time.Now()
 	if waitExit(ctx, long.Process.Pid) {
 		t.Error("waitExit returned true for a process still running")
 	}
 	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("waitExit returned %v after its context ended", took-100*time.Millisecond)
 	}
-
-	// short.Wait's goroutine has returned once the process was reaped; allow it a moment.
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
 	if n := runtime.NumGoroutine(); n > before {
-		t.Errorf("%d goroutines left running, %d before", n, before)
+		t.Errorf("%d goroutines running after waitExit returned, %d before", n, before)
 	}
 }
