@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -671,5 +672,42 @@ func TestSafetyReexecSameFile(t *testing.T) {
 	awaitClosed(t, tt.tr.Done(), "the tracer detaches")
 	if fin := p.finish(t); fin.usr1 != 1 {
 		t.Errorf("the new run counted %d SIGUSR1, want 1", fin.usr1)
+	}
+}
+
+// TestAttachOtherProgram: a caller whose decoder describes another program than the one
+// the target runs once seized, as when the target finished an exec while the caller read
+// its executable, gets an ExecError, and the target is left untraced and running.
+func TestAttachOtherProgram(t *testing.T) {
+	requirePtrace(t)
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	proc, err := target.Find(other.Process.Pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherImage, err := proc.Image()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	p := startSigcount(t, buildSigcount(t))
+	tr, err := ptrace.Attach(ptrace.Options{PID: p.pid, Image: otherImage})
+	var execErr *ptrace.ExecError
+	if !errors.As(err, &execErr) {
+		if err == nil {
+			tr.Stop()
+		}
+		t.Fatalf("Attach with another program's image: %v, want an ExecError", err)
+	}
+	if !allTracedBy(t, p.pid, 0) {
+		t.Error("a thread is still traced after the failed attach")
+	}
+	p.roundTrip(t, syscall.SIGUSR1, "usr1", 1)
+	if fin := p.finish(t); fin.usr1 != 1 {
+		t.Errorf("the target counted %d SIGUSR1, want 1", fin.usr1)
 	}
 }
