@@ -59,10 +59,12 @@ func TestRulesMatchRuntimeSource(t *testing.T) {
 
 			onlyUnsafe := regexp.MustCompile(`up == (abi\.UnsafePointUnsafe|_PCDATA_UnsafePointUnsafe)`)
 			unlessSafe := regexp.MustCompile(`up != (abi\.UnsafePointSafe|_PCDATA_UnsafePointSafe)`)
-			regMap := regexp.MustCompile(`smi := pcdatavalue\(f, _PCDATA_RegMapIndex, pc, nil\)\s+if smi == -2 `)
+			regMap := regexp.MustCompile(
+				`smi := pcdatavalue\(f, _PCDATA_RegMapIndex, pc, nil\)\s+if smi == -2 `)
 			// Go 1.15 keeps the register-map form behind go115ReduceLiveness, which it sets.
 			if strings.Contains(body, "!go115ReduceLiveness") &&
-				!strings.Contains(fixture.RuntimeSource(t, tc, "preempt.go"), "const go115ReduceLiveness = true") {
+				!strings.Contains(fixture.RuntimeSource(t, tc, "preempt.go"),
+					"const go115ReduceLiveness = true") {
 				t.Fatal("go115ReduceLiveness is not set: the register-map form is the live one")
 			}
 			want := map[unsafePointRule]bool{
