@@ -604,11 +604,10 @@ func checkNoProcess(t *testing.T, pid int) {
 	}
 }
 
-// TestSafetyExec lets a traced, busy target replace itself with execve of another file: the
-// tracer must notice, detach from the new program, whose code the decoder does not describe,
-// and end with an ExecError; the new program runs untraced, gets its signals and exits 0.
-func TestSafetyExec(t *testing.T) {
-	requirePtrace(t)
+// traceBusySigcount starts sigcount with busy goroutines, traces it, and returns once the
+// runtime's preemption signals are seen.
+func traceBusySigcount(t *testing.T) (*sigcountProc, *tracedTarget) {
+	t.Helper()
 	p := startSigcount(t, buildSigcount(t))
 	p.send(t, "busy")
 	p.expect(t, "busy")
@@ -616,6 +615,15 @@ func TestSafetyExec(t *testing.T) {
 	pollUntil(t, lineTimeout, "a runtime SIGURG is traced", func() bool {
 		return tt.col.count(trace.OriginRuntime) > 0
 	})
+	return p, tt
+}
+
+// TestSafetyExec lets a traced, busy target replace itself with execve of another file: the
+// tracer must notice, detach from the new program, whose code the decoder does not describe,
+// and end with an ExecError; the new program runs untraced, gets its signals and exits 0.
+func TestSafetyExec(t *testing.T) {
+	requirePtrace(t)
+	p, tt := traceBusySigcount(t)
 
 	p.send(t, "exec")
 	p.expect(t, "ready ")
@@ -642,13 +650,7 @@ func TestSafetyExec(t *testing.T) {
 // own signals still arrive.
 func TestSafetyReexecSameFile(t *testing.T) {
 	requirePtrace(t)
-	p := startSigcount(t, buildSigcount(t))
-	p.send(t, "busy")
-	p.expect(t, "busy")
-	tt := traceTarget(t, p.pid)
-	pollUntil(t, lineTimeout, "a runtime SIGURG is traced", func() bool {
-		return tt.col.count(trace.OriginRuntime) > 0
-	})
+	p, tt := traceBusySigcount(t)
 
 	p.send(t, "reexec")
 	p.expect(t, "ready ")
