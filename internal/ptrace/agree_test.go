@@ -134,9 +134,12 @@ type pair struct{ ptrace, probe *trace.Record }
 // clockSlack covers the difference between the probes' clock (bpf_ktime_get_ns) and Go's
 // monotonic clock, which ptrace's records carry: both are CLOCK_MONOTONIC, and package probe
 // converts with the monotonic reading kept, so only the kernel's fast accessor may lag a
-// little. It must stay well below the time a ptrace stop takes (about 100 µs at the least),
-// or a thread interrupted again and again at the same PC and SP pairs a signal with the
-// probes' record of the next one.
+// little, making a probe's record look earlier than it was. So it widens only the start of a
+// signal's window: the end, ptrace's record of the thread's next signal, comes after the
+// handler of this one has returned, and a slack there would let a thread interrupted again
+// and again at the same PC and SP (asleep in futex) pair a signal whose handler never
+// reached the probes with the probes' record of the next one, taken a few µs after
+// ptrace's record of it.
 const clockSlack = 10 * time.Microsecond
 
 // matchAttempts pairs the attempts of each thread in order. The backends attach and stop
@@ -166,7 +169,7 @@ func matchAttempts(viaPtrace, viaProbes []trace.Record) (pairs []pair, unmatched
 			// The handler of p's signal runs after ptrace's record of it and, as it
 			// blocks SIGURG, ends before the thread's next SIGURG stops it.
 			inWindow := b.Time.After(p.Time.Add(-clockSlack)) &&
-				(i+1 == len(ps) || b.Time.Before(ps[i+1].Time.Add(clockSlack)))
+				(i+1 == len(ps) || b.Time.Before(ps[i+1].Time))
 			switch {
 			case p.PC == b.PC && p.SP == b.SP && inWindow:
 				pairs = append(pairs, pair{p, b})
